@@ -8,6 +8,7 @@ each is atomic with respect to the others. The engine knows YANG and NETCONF, no
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import threading
@@ -207,15 +208,13 @@ class NetconfServer:
     def _module_capabilities(self) -> list[str]:
         caps = []
         for name, rev, ns, feats in self.schema.implemented_modules():
-            if ns == BASE_NS:
-                continue
             cap = f"{ns}?module={name}"
             if rev:
                 cap += f"&revision={rev}"
             if feats:
                 cap += "&features=" + ",".join(quote(f) for f in feats)
             caps.append(cap)
-        content_id = str(abs(hash(tuple(caps))))
+        content_id = hashlib.sha256("\n".join(caps).encode()).hexdigest()[:16]
         caps.append("urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04"
                     f"&content-id={content_id}")
         return caps

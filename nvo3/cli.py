@@ -1,0 +1,135 @@
+"""The `nvo3` command."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+DEFAULT_STATE_ROOT = Path("/var/lib/nvo3")
+ROLES = ("nve", "vserver", "vcenter", "ndirector")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .daemon import Listen, RoleDaemon, serve_forever
+    try:
+        listen = Listen.parse(args.listen)
+    except ValueError as exc:
+        return _fail(str(exc))
+    state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
+    try:
+        daemon = RoleDaemon(args.role, state_dir, listen)
+        serve_forever(daemon)
+    except OSError as exc:
+        return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {args.name}: ")
+        if first != getpass.getpass("again: "):
+            raise ValueError("the two passwords differ")
+        return first
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        raise ValueError("no password on standard input")
+    return line
+
+
+def _user(args: argparse.Namespace) -> int:
+    from .daemon import users_of
+    from .netconf.users import UserError
+    users = users_of(args.state_dir)
+    try:
+        if args.user_command == "add":
+            keys = [Path(k).read_text().strip() for k in args.public_key or []]
+            password = None if args.no_password else _read_password(args)
+            users.add(args.name, password=password, public_keys=keys)
+            print(f"user {args.name} saved in {users.path}")
+        elif args.user_command == "remove":
+            users.remove(args.name)
+            print(f"user {args.name} removed")
+        else:
+            for name in users.names():
+                print(name)
+    except (UserError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(json_output=args.json)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+    result = run_bench(args.what, entries=args.entries)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"nvo3: error: {message}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvo3", description="NETCONF/YANG management and "
+                                     "control of network virtualization overlays")
+    parser.add_argument("--version", action="version", version=f"nvo3 {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a role's NETCONF server")
+    serve.add_argument("role", choices=ROLES)
+    serve.add_argument("--listen", default="127.0.0.1:830", metavar="HOST:PORT",
+                       help="address to listen on (default 127.0.0.1:830)")
+    serve.add_argument("--state-dir", type=Path, metavar="DIR",
+                       help="datastores, users and host key (default /var/lib/nvo3/ROLE)")
+    serve.set_defaults(func=_serve)
+
+    user = sub.add_parser("user", help="manage the NETCONF users of a server")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add or replace a user (password from stdin)")
+    add.add_argument("name")
+    add.add_argument("--public-key", action="append", metavar="FILE",
+                     help="an OpenSSH public key file to authorize (repeatable)")
+    add.add_argument("--no-password", action="store_true",
+                     help="public-key authentication only")
+    remove = user_sub.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    user_sub.add_parser("list", help="list users")
+    for p in (add, remove, user_sub.choices["list"]):
+        p.add_argument("--state-dir", type=Path, required=True, metavar="DIR")
+    user.set_defaults(func=_user)
+
+    demo = sub.add_parser("demo", help="run the demo (the README's main job)")
+    demo.add_argument("--json", action="store_true", help="print the figures as JSON")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench.add_argument("what", choices=("netconf", "nve"))
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--entries", type=int, default=10_000)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
