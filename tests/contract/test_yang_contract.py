@@ -9,6 +9,7 @@ Generic over yang/*.yang: a new module is covered as soon as its file lands.
   yang/examples/<module>/*.xml         valid instance data: a configuration document, or, when
                                        the name ends with -state.xml, a <get> reply's data
                                        (config false nodes allowed)
+  yang/examples/rpc/<module>/*.xml     RPC input documents (also the netconf-console recipes)
   yang/examples/invalid/*.xml          documents that must be rejected; the first line is
                                        <!-- expect: SUBSTRING --> where SUBSTRING is part of
                                        libyang's error message
@@ -36,11 +37,13 @@ REGENERATE = "bash scripts/yang-trees"
 
 MODULE_FILES = sorted(YANG_DIR.glob("*.yang"))
 MODULES = [path.stem for path in MODULE_FILES]
+RPC_DIR = EXAMPLES_DIR / "rpc"
 EXAMPLES = sorted(
     path
     for path in EXAMPLES_DIR.glob("*/*.xml")
-    if path.parent.name != "invalid"
+    if path.parent.name not in ("invalid", "rpc")
 )
+RPC_EXAMPLES = sorted(RPC_DIR.glob("*/*.xml"))
 INVALID = sorted(INVALID_DIR.glob("*.xml"))
 EXPECT_RE = re.compile(r"\A<!-- expect: (.+?) -->\s*\n")
 
@@ -215,8 +218,9 @@ def test_example_directories_name_modules():
     stray = sorted(
         d.name
         for d in EXAMPLES_DIR.iterdir()
-        if d.is_dir() and d.name != "invalid" and d.name not in MODULES
+        if d.is_dir() and d.name not in ("invalid", "rpc") and d.name not in MODULES
     )
+    stray += sorted(f"rpc/{d.name}" for d in RPC_DIR.iterdir() if d.name not in MODULES)
     assert not stray, f"yang/examples/ directories that name no module: {stray}"
 
 
@@ -251,6 +255,34 @@ def test_state_examples_need_state_parsing(ctx):
     for path in state_examples:
         with pytest.raises(libyang.LibyangError, match="state node"):
             _parse(ctx, path, state=False)
+
+
+@pytest.mark.parametrize("path", RPC_EXAMPLES, ids=[_example_id(p) for p in RPC_EXAMPLES])
+def test_rpc_example_valid(ctx, yanglint: str, path: Path):
+    """Each RPC input example names an RPC of its module and validates (libyang, yanglint)."""
+    try:
+        node = ctx.parse_op_mem("xml", path.read_text(encoding="utf-8"),
+                                libyang.DataType.RPC_YANG)
+    except libyang.LibyangError as err:
+        pytest.fail(f"{_rel(path)} rejected by libyang: {err}", pytrace=False)
+    assert node.module().name() == path.parent.name and node.name() == path.stem, (
+        f"{_rel(path)} holds {node.module().name()}:{node.name()}"
+    )
+    node.free()
+    result = _run(yanglint, "-p", "yang", "-t", "rpc", *(_rel(f) for f in MODULE_FILES),
+                  _rel(path))
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not output, f"yanglint rejects {_rel(path)}:\n{output}"
+
+
+def test_every_rpc_has_an_example(ctx):
+    missing = []
+    for module in MODULES:
+        for node in ctx.get_module(module).children():
+            if isinstance(node, libyang.SRpc) and \
+                    not (RPC_DIR / module / f"{node.name()}.xml").exists():
+                missing.append(f"{module}:{node.name()}")
+    assert not missing, f"RPCs without an input example under yang/examples/rpc/: {missing}"
 
 
 # --- (e) invalid documents ------------------------------------------------------------
