@@ -66,6 +66,12 @@ class Snapshot:
         self.dnode = dnode
         self._printed: dict[str, bytes] = {}
 
+    def __del__(self) -> None:
+        # libyang trees are C memory the binding never frees by itself.
+        if getattr(self, "dnode", None) is not None:
+            self.dnode.free()
+            self.dnode = None
+
     @classmethod
     def validated(cls, schema: Schema, data: etree._Element) -> "Snapshot":
         """Validate a <data> tree (raises RpcError) and return it as a snapshot."""

@@ -19,6 +19,15 @@ children. lxml cannot hold several root elements, so the copy keeps <data> as do
 and every *absolute* location path is rewritten by a small XPath 1.0 tokenizer: ``/`` becomes
 ``/*`` (the <data> element) and ``/x`` / ``//x`` become ``/*/x`` / ``/*//x``. Relative paths
 are evaluated with <data> as context node, so ``a:top`` also names a top-level node.
+
+The same pass makes *unprefixed* element name tests namespace-agnostic, as ConfD and other
+servers do (and as unqualified subtree filter nodes are): in XPath 1.0 ``x`` matches only an
+element in no namespace, and every data node is namespaced, so ``/netconf-state/datastores``
+would select nothing. Such a test ``x`` becomes ``*[local-name()='x']`` (a following predicate
+still applies to the step). Function names and node-type tests (followed by ``(``), axis names
+(followed by ``::``), the operator names and/or/div/mod after an operand, variables, prefixed
+names, literals, numbers and attribute/namespace name tests (``@x``, ``attribute::x``) are
+left alone.
 """
 
 from __future__ import annotations
@@ -192,12 +201,13 @@ def xpath_filter(data: etree._Element, select: str, nsmap: dict[str, str],
     Each selected element is returned with its whole subtree; a selected text or attribute
     node returns its parent element. Every selected node comes with its ancestors up to <data>,
     list entries among them with their key leaves. `nsmap` maps prefixes (filter declarations
-    and module names) to namespaces; a None/empty prefix is ignored.
+    and module names) to namespaces; a None/empty prefix is ignored. An unprefixed element
+    name test matches that local name in any namespace (see the module notes).
     Raises FilterError for a syntax error, an unknown prefix or function, or a result that is
     not a node-set.
     """
     namespaces = {p: ns for p, ns in nsmap.items() if p}
-    expr = _absolutize(select, namespaces)
+    expr = _rewrite(select, namespaces)
     work = copy.deepcopy(data)
     try:
         result = etree.XPath(expr, namespaces=namespaces)(work)
@@ -241,6 +251,8 @@ _TOKEN = re.compile(r"""
 
 _OPERATOR_NAMES = frozenset({"and", "or", "mod", "div"})
 _OPERAND_END = frozenset({")", "]", ".", ".."})
+#: Axes whose principal node type is not element: name tests there are left alone.
+_NON_ELEMENT_AXES = frozenset({"attribute", "namespace"})
 
 
 def _tokenize(expr: str) -> list[tuple[str, str]]:
@@ -265,11 +277,12 @@ def _syntax_message(expr: str, pos: int) -> str:
     return f"invalid XPath expression {expr!r}: unexpected {expr[pos]!r} at offset {pos}"
 
 
-def _absolutize(expr: str, namespaces: dict[str, str]) -> str:
-    """Rewrite absolute location paths to start at the <data> element; check prefixes.
+def _rewrite(expr: str, namespaces: dict[str, str]) -> str:
+    """Rewrite absolute paths and unprefixed element name tests (module notes); check prefixes.
 
-    Lexical rules of XPath 1.0 section 3.7: a `/` or `//` starts an absolute path unless the
-    preceding token ends an operand (a name test, `)`, `]`, `.`, `..`, a literal or number).
+    Lexical rules of XPath 1.0 section 3.7: a `/` or `//` starts an absolute path, and a
+    name is an operator name, only when the preceding token ends an operand (a name test,
+    `)`, `]`, `.`, `..`, a literal or number) -- and a `*` is then a multiplication.
     """
     tokens = _tokenize(expr)
     significant = [i for i, (kind, _) in enumerate(tokens) if kind != "space"]
@@ -285,6 +298,8 @@ def _absolutize(expr: str, namespaces: dict[str, str]) -> str:
                 operand_end = False
                 continue
             _check_prefix(text, namespaces)
+            if _is_element_name_test(tokens, significant, n):
+                out[i] = f"*[local-name()='{text}']"
             operand_end = True
         elif text == "*":
             operand_end = not operand_end  # multiply after an operand, else a name test
@@ -293,6 +308,26 @@ def _absolutize(expr: str, namespaces: dict[str, str]) -> str:
         else:
             operand_end = text in _OPERAND_END
     return "".join(out)
+
+
+def _is_element_name_test(tokens: list[tuple[str, str]], significant: list[int], n: int) -> bool:
+    """True when name token `significant[n]` (not an operator) is an unprefixed element test.
+
+    Excluded: prefixed names, function names and node types (`name(`), axis names
+    (`name::`), variables (`$name`) and tests on the attribute or namespace axis.
+    """
+    text = tokens[significant[n]][1]
+    if ":" in text:
+        return False
+    after = tokens[significant[n + 1]][1] if n + 1 < len(significant) else None
+    if after in ("(", "::"):
+        return False
+    before = tokens[significant[n - 1]][1] if n >= 1 else None
+    if before in ("$", "@"):
+        return False
+    if before == "::" and n >= 2:
+        return tokens[significant[n - 2]][1] not in _NON_ELEMENT_AXES
+    return True
 
 
 def _root_step(slash: str, following: tuple[str, str] | None) -> tuple[str, bool]:

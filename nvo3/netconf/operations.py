@@ -13,6 +13,7 @@ from lxml import etree
 
 from .datastore import Snapshot
 from .edit import Editor
+from .merge import is_plain_merge, merged
 from .errors import RpcError, bad_element, invalid_value, missing_element
 from .filters import FilterError, subtree_filter, xpath_filter
 from .notifications import STREAM, Subscription, now, parse_time
@@ -140,6 +141,11 @@ def edit_config(server: "NetconfServer", session: "Session", op: etree._Element)
     ds = server.datastores
     with server.lock:
         ds.check_writable(target, sid)  # type: ignore[arg-type]
+        if is_plain_merge(config, default_op):
+            snapshot = merged(server.schema, ds.get(target), config)  # type: ignore[arg-type]
+            if test_option != "test-only":
+                _store(server, target, snapshot, sid)  # type: ignore[arg-type]
+            return []
         tree = ds.get(target).tree()  # type: ignore[arg-type]
         editor = Editor(server.schema, default_op, error_option == "continue-on-error")
         try:
@@ -369,7 +375,11 @@ def role_rpc(server: "NetconfServer", session: "Session", op: etree._Element) ->
         node.validate(rpc=True)
     except libyang.LibyangError as exc:
         raise rpc_error_from(exc, server.schema, error_type="application") from None
-    given = node.print_dict(strip_prefixes=True, include_implicit_defaults=True).get(name, {})
+    try:
+        given = node.print_dict(strip_prefixes=True,
+                                include_implicit_defaults=True).get(name, {})
+    finally:
+        node.free()
     try:
         output = handler(given or {})
     except ApplyError as exc:
@@ -382,7 +392,10 @@ def role_rpc(server: "NetconfServer", session: "Session", op: etree._Element) ->
                                                        strict=True)
     except libyang.LibyangError as exc:
         raise RpcError("operation-failed", f"{name} produced invalid output: {exc}") from None
-    printed = etree.fromstring(reply.print_mem("xml", pretty=False))
+    try:
+        printed = etree.fromstring(reply.print_mem("xml", pretty=False))
+    finally:
+        reply.free()
     return [RawXml(etree.tostring(child)) for child in printed]
 
 

@@ -8,19 +8,30 @@ its RPCs and provides its config-false state. It only ever sees Python dicts in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Protocol
 
 Tree = dict[str, Any]
 RpcHandler = Callable[[Tree], "Tree | None"]
 
 
-@dataclass(frozen=True)
 class ConfigChange:
-    """A validated change of the running configuration: the whole tree before and after."""
+    """A validated change of the running configuration: the whole tree before and after.
 
-    before: Tree
-    after: Tree
+    Both trees are built only when the role reads them (a large configuration costs time to
+    turn into dicts) and then kept.
+    """
+
+    def __init__(self, before: Callable[[], Tree], after: Callable[[], Tree]):
+        self._before, self._after = before, after
+
+    @cached_property
+    def before(self) -> Tree:
+        return self._before()
+
+    @cached_property
+    def after(self) -> Tree:
+        return self._after()
 
 
 class ApplyError(Exception):

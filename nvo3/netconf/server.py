@@ -194,7 +194,7 @@ class NetconfServer:
         running = self.datastores.running
         log.info("%s: applying saved running configuration (%d bytes)", self.role.name,
                  len(running.xml()))
-        self.role.apply(ConfigChange(before={}, after=running.to_dict()))
+        self.role.apply(ConfigChange(dict, running.to_dict))
         self.datastores.resume_pending()
 
     def stop(self) -> None:
@@ -257,7 +257,7 @@ class NetconfServer:
 
     def _install(self, before: Snapshot, after: Snapshot) -> None:
         try:
-            self.role.apply(ConfigChange(before.to_dict(), after.to_dict()))
+            self.role.apply(ConfigChange(before.to_dict, after.to_dict))
         except ApplyError as exc:
             raise RpcError(exc.tag, f"{self.role.name} refused the change: {exc}",
                            path=exc.path, app_tag=exc.app_tag) from None
@@ -282,7 +282,10 @@ class NetconfServer:
             dnode = mod.parse_data_dict({name: content}, notification=True, strict=True)
         except libyang.LibyangError as exc:
             raise rpc_error_from(exc, self.schema) from None
-        xml = print_xml(dnode)
+        try:
+            xml = print_xml(dnode)
+        finally:
+            dnode.free()
         self.events.publish(etree.fromstring(xml))
 
     def _publish_base(self, name: str, content: dict[str, Any]) -> None:
@@ -331,12 +334,17 @@ class NetconfServer:
         extra.append(ctx.get_module("ietf-netconf-monitoring").parse_data_dict(
             state, validate=False, strict=True))
         extra.append(ctx.get_yanglib_data())
-        for node in extra:
-            if tree is None:
-                tree = node
-            else:
-                tree.merge(node, with_siblings=True)
-        return print_xml(tree, with_defaults)
+        try:
+            for node in extra:
+                if tree is None:
+                    tree = node
+                else:
+                    tree.merge(node, with_siblings=True)
+            return print_xml(tree, with_defaults)
+        finally:                  # libyang trees are C memory: free every one built here
+            for node in [tree, *(n for n in extra if n is not tree)]:
+                if node is not None:
+                    node.free()
 
     def get_data(self, source: Snapshot, with_defaults: str, state: bool) -> bytes:
         return self.operational(source, with_defaults) if state else source.xml(with_defaults)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from nvo3.netconf.filters import FilterError, subtree_filter, xpath_filter
+from nvo3.netconf.filters import FilterError, _rewrite, subtree_filter, xpath_filter
 from nvo3.netconf.xml import BASE_NS, PARSER
 
 CFG = "http://example.com/schema/1.2/config"
@@ -269,6 +269,144 @@ def test_bad_xpath_raises_filter_error(select: str) -> None:
 def test_unknown_prefix_is_named() -> None:
     with pytest.raises(FilterError, match="'nope'"):
         xpath("/nope:nve")
+
+
+# ----------------------------------------------------------------- xpath, unprefixed names
+
+NCM = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+NCM_KEYS = {(NCM, "datastore"): ("name",), (NCM, "session"): ("session-id",)}
+DATASTORES = ("<datastores><datastore><name>running</name><locks/></datastore>"
+              "<datastore><name>candidate</name></datastore></datastores>")
+SESSIONS = ("<sessions><session><session-id>1</session-id><username>admin</username>"
+            "<transport>netconf-ssh</transport></session>"
+            "<session><session-id>2</session-id><username>oper</username>"
+            "<transport>netconf-ssh</transport></session></sessions>")
+MON = data(f'<netconf-state xmlns="{NCM}">{DATASTORES}{SESSIONS}</netconf-state>')
+#: Element names that are XPath keywords elsewhere, and an unprefixed attribute.
+ODD = data('<odd xmlns="urn:example:odd"><and>1</and><div>2</div><text>t</text>'
+           '<node>n</node><item type="a"><id>1</id></item><item type="b"><id>2</id></item>'
+           '</odd>')
+
+
+def mon(select: str) -> etree._Element:
+    def keys(element: etree._Element) -> tuple[str, ...] | None:
+        name = etree.QName(element)
+        return NCM_KEYS.get((name.namespace, name.localname))
+    return xpath_filter(MON, select, {"ncm": NCM}, keys)
+
+
+def odd(select: str) -> etree._Element:
+    return xpath_filter(ODD, select, {"o": "urn:example:odd"}, list_keys)
+
+
+def test_xpath_unprefixed_absolute_path_matches_any_namespace() -> None:
+    """netconf-console2 --get -x /netconf-state/datastores."""
+    assert_same(mon("/netconf-state/datastores"), f'<netconf-state xmlns="{NCM}">{DATASTORES}'
+                                                  '</netconf-state>')
+    assert_same(xpath("/hostname"), '<hostname xmlns="urn:example:system">leaf1</hostname>')
+
+
+def test_xpath_unprefixed_with_key_predicate() -> None:
+    result = mon("/netconf-state/sessions/session[session-id=1]/username")
+    assert_same(result, f'<netconf-state xmlns="{NCM}"><sessions><session>'
+                        '<session-id>1</session-id><username>admin</username>'
+                        '</session></sessions></netconf-state>')
+    result = xpath("/nve/vni[id=20]/mtu")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id><mtu>9000</mtu></vni></nve>')
+
+
+def test_xpath_positional_predicate_counts_matching_names_only() -> None:
+    result = xpath("/nve/vtep[2]/state")
+    assert_same(result, f'<nve xmlns="{NVE}"><vtep><vni-id>20</vni-id>'
+                        '<address>192.0.2.2</address><state>down</state></vtep></nve>')
+
+
+def test_xpath_mixed_prefixed_and_unprefixed() -> None:
+    result = xpath("/nvo3-nve:nve/vni[nvo3-nve:id=20]/name")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id><name>red</name></vni></nve>')
+
+
+def test_xpath_prefixed_names_keep_exact_namespace() -> None:
+    assert_same(xpath("/c:nve"), "")
+    assert_same(xpath("/nve/c:vni"), "")
+    assert_same(xpath("/t:top/users"), "")  # users is in CFG, its t:top parent is not
+
+
+def test_xpath_unprefixed_descendant_and_axis() -> None:
+    result = mon("//session[username='oper']")
+    assert_same(result, f'<netconf-state xmlns="{NCM}"><sessions><session>'
+                        '<session-id>2</session-id><username>oper</username>'
+                        '<transport>netconf-ssh</transport></session></sessions></netconf-state>')
+    result = odd("/child::odd/child::item[child::id=2]")
+    assert_same(result, '<odd xmlns="urn:example:odd"><item type="b"><id>2</id></item></odd>')
+    assert_same(odd("//id[.=1]/parent::item/self::item"),
+                '<odd xmlns="urn:example:odd"><item type="a"><id>1</id></item></odd>')
+
+
+def test_xpath_unprefixed_relative_parent_steps() -> None:
+    result = xpath("//vni/name[.='red']/..")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id><name>red</name><mtu>9000</mtu>'
+                        '</vni></nve>')
+    result = xpath("//vni/id[.=10]/../name")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id><name>blue</name></vni></nve>')
+    result = xpath("nve/vtep/../vni[1]/mtu")  # relative to <data>
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id><mtu>1500</mtu></vni></nve>')
+
+
+def test_xpath_unprefixed_function_calls_untouched() -> None:
+    with pytest.raises(FilterError, match="node-set"):
+        xpath("count(/nve/vni)")
+    result = xpath("/nve/vni[contains(name, 'lu')]/mtu")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id><mtu>1500</mtu></vni></nve>')
+    result = xpath("/nve/vni[string-length(name) > 3 and starts-with(name,'b')]/id")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id></vni></nve>')
+    assert_same(xpath("/nve/vni[last()]/name"),
+                f'<nve xmlns="{NVE}"><vni><id>20</id><name>red</name></vni></nve>')
+    assert_same(xpath("/hostname/text()"),
+                '<hostname xmlns="urn:example:system">leaf1</hostname>')
+
+
+def test_xpath_operator_names_untouched() -> None:
+    result = xpath("/nve/vni[id div 10 = 2 and mtu mod 1000 = 0 or name = 'nope']/name")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id><name>red</name></vni></nve>')
+    result = xpath("/nve/vni[id*2=20]/name")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id><name>blue</name></vni></nve>')
+
+
+def test_xpath_names_spelled_like_keywords_are_name_tests() -> None:
+    result = odd("/odd/and | /odd/div | /odd/text | odd/node")
+    assert_same(result, '<odd xmlns="urn:example:odd"><and>1</and><div>2</div><text>t</text>'
+                        '<node>n</node></odd>')
+    assert_same(odd("/odd[and and div]/and"), '<odd xmlns="urn:example:odd"><and>1</and></odd>')
+
+
+def test_xpath_unprefixed_attribute_untouched() -> None:
+    expected = '<odd xmlns="urn:example:odd"><item type="b"><id>2</id></item></odd>'
+    assert_same(odd("/odd/item[@type='b']"), expected)
+    assert_same(odd("/odd/item[attribute::type='b']"), expected)
+    assert_same(odd("//item/@type[.='b']"), expected)
+
+
+def test_xpath_string_literals_untouched() -> None:
+    result = xpath("/nve/vni[name='blue/red' or name = \"red\"]/id")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id></vni></nve>')
+    result = xpath("/nve/vni[name != 'name' and not(contains('//vni mtu', name))]/id")
+    assert_same(result, f'<nve xmlns="{NVE}"><vni><id>10</id></vni><vni><id>20</id></vni></nve>')
+
+
+@pytest.mark.parametrize(("select", "rewritten"), [
+    ("$name/x", "$name/*[local-name()='x']"),
+    ("n:a/b:*", "n:a/b:*"),
+    ("self::node()/namespace::x/@y", "self::node()/namespace::x/@y"),
+    ("item[id=1]", "*[local-name()='item'][*[local-name()='id']=1]"),
+])
+def test_xpath_rewrite_text(select: str, rewritten: str) -> None:
+    assert _rewrite(select, {"n": NVE, "b": CFG}) == rewritten
+
+
+def test_xpath_variables_untouched() -> None:
+    with pytest.raises(FilterError):
+        xpath("/nve/vni[id=$x]")  # no variables are bound: still an error, not a name test
 
 
 # ----------------------------------------------------------------- purity

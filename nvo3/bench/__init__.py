@@ -1,0 +1,18 @@
+"""Benchmarks behind `nvo3 bench`: each prints its figures and returns them as a dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run_bench(what: str, entries: int = 10_000) -> dict[str, Any]:
+    if what == "netconf":
+        from .netconf import run
+        return run(entries)
+    if what == "nve":
+        from ..dataplane.bench import run_fdb_benchmark
+        result = run_fdb_benchmark(entries)
+        print(f"{entries} FDB entries: bridge -batch {result['bridge_batch_s']:.3f} s, "
+              f"nvo3 {result['nvo3_s']:.3f} s, ratio {result['ratio']:.2f}")
+        return result
+    raise ValueError(f"unknown benchmark {what!r}")
