@@ -22,8 +22,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
+    if args.netns and args.role != "nve":
+        return _fail("--netns applies to the nve role only")
+    if args.netns and not Path(f"/run/netns/{args.netns}").exists():
+        return _fail(f"network namespace {args.netns} does not exist")
     try:
-        daemon = RoleDaemon(args.role, state_dir, listen)
+        daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns)
         serve_forever(daemon)
     except OSError as exc:
         return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
@@ -95,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to listen on (default 127.0.0.1:830)")
     serve.add_argument("--state-dir", type=Path, metavar="DIR",
                        help="datastores, users and host key (default /var/lib/nvo3/ROLE)")
+    serve.add_argument("--netns", metavar="NAME",
+                       help="nve: the network namespace whose kernel the agent programs "
+                       "(default: the root namespace); the server still listens in its own")
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")
@@ -128,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ncclient").setLevel(max(logging.WARNING, logging.getLogger().level))
     return int(args.func(args) or 0)
 
 

@@ -8,8 +8,7 @@ one for rollback. Nothing mutates a snapshot after it is built.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import libyang
 from _libyang import ffi, lib
 from lxml import etree
 
+from ..fsutil import write_atomically
 from .schema import Schema
 from .validation import parse_config
 from .xml import BASE_NS, PARSER, base
@@ -65,12 +65,12 @@ class Snapshot:
         self.schema = schema
         self.dnode = dnode
         self._printed: dict[str, bytes] = {}
-
-    def __del__(self) -> None:
-        # libyang trees are C memory the binding never frees by itself.
-        if getattr(self, "dnode", None) is not None:
-            self.dnode.free()
-            self.dnode = None
+        if dnode is not None:
+            # libyang trees are C memory the binding never frees by itself. Not __del__: in a
+            # garbage cycle the context's cffi finalizer may run first (ly_ctx_destroy), and
+            # freeing the tree then is a use-after-free. The finalize callback holds the tree,
+            # hence its context, so the context outlives it.
+            weakref.finalize(self, dnode.free)
 
     @classmethod
     def validated(cls, schema: Schema, data: etree._Element) -> "Snapshot":
@@ -109,28 +109,6 @@ class Snapshot:
         return isinstance(other, Snapshot) and self.xml() == other.xml()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def write_atomically(path: Path, content: bytes, mode: int = 0o600) -> None:
-    """Write `content` to `path` so that a crash leaves either the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_snapshot(path: Path, snapshot: Snapshot) -> None:

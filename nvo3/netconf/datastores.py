@@ -165,6 +165,7 @@ class Datastores:
         self._install(self.candidate)
         if pending:
             self._stop_timer()
+            self.pending = None                   # confirmed (or extended just below)
         if confirmed:
             self.pending = PendingConfirm(rollback, session, persist, time.time() + timeout)
             self._start_timer()
@@ -240,6 +241,12 @@ class Datastores:
         save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback)
         write_atomically(path, json.dumps({"persist": self.pending.persist,
                                            "deadline": self.pending.deadline}).encode())
+
+    def close(self) -> None:
+        """Stop the confirmed-commit timer (the server is stopping; a persisted confirm resumes
+        at the next start, an unpersisted one is lost with its sessions)."""
+        with self.lock:
+            self._stop_timer()
 
     def resume_pending(self) -> None:
         """After a restart: resume a persisted confirmed commit (or roll it back if late)."""

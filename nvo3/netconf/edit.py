@@ -12,6 +12,7 @@ applied before it stays in the edited copy), `continue` records the failure and 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -23,6 +24,7 @@ from .xml import BASE_NS, YANG_NS, local_name, namespace
 OPERATIONS = ("merge", "replace", "create", "delete", "remove", "none")
 _OP_ATTR = f"{{{BASE_NS}}}operation"
 _INSERT_ATTR = f"{{{YANG_NS}}}insert"
+_PREDICATE = re.compile(r"\[\s*(?:[\w.-]+:)?([\w.-]+)\s*=\s*(['\"])(.*?)\2\s*\]")
 _EDIT_ATTRS = (_OP_ATTR, _INSERT_ATTR, f"{{{YANG_NS}}}key", f"{{{YANG_NS}}}value")
 
 
@@ -44,6 +46,13 @@ class Editor:
         self.result = EditResult()
 
     def apply(self, data: etree._Element, config: etree._Element) -> EditResult:
+        if self.default_operation == "replace":   # the <config> replaces the whole datastore
+            given = [self.schema.top_node(namespace(n), local_name(n))
+                     for n in config if isinstance(n.tag, str)]
+            keep = {(i.namespace, i.name) for i in given if i is not None}
+            for old in [n for n in data if (namespace(n), local_name(n)) not in keep]:
+                data.remove(old)
+                self.result.changed = True
         for node in config:
             if not isinstance(node.tag, str):
                 continue
@@ -68,7 +77,7 @@ class Editor:
         if info is None:
             raise RpcError("unknown-element", f'unknown element "{name}"', type="application",
                            path=f"{parent_path}/{name}", info=[("bad-element", name)])
-        op = edit.get(_OP_ATTR, inherited)
+        op = _operation(edit) or inherited
         if op not in OPERATIONS:
             raise RpcError("bad-attribute", f'operation "{op}" is not one of merge, replace, '
                            "create, delete, remove", type="protocol",
@@ -95,6 +104,9 @@ class Editor:
                 existing.text = (edit.text or "").strip()
                 self.result.changed = True
             return
+        if existing is not None and info.user_ordered and _INSERT_ATTR in edit.attrib:
+            self._insert(parent, info, edit, existing)   # merge moves it (RFC 7950 7.8.6)
+            self.result.changed = True
         created = existing is None                # op "none" on a node not yet there
         if existing is None:
             existing = self._new_navigation_node(parent, info, edit)
@@ -103,7 +115,7 @@ class Editor:
                 continue
             sub = info.child(namespace(child), local_name(child))
             if sub is not None and info.kind == "list" and sub.name in info.keys \
-                    and _OP_ATTR not in child.attrib:
+                    and _operation(child) is None:
                 continue                          # keys only identify the entry
             self._guard(self._edit_child, existing, info, child, sub, op, path)
         if created and len(existing) == len(info.keys):
@@ -144,22 +156,51 @@ class Editor:
              existing: etree._Element | None) -> None:
         """Create or replace `existing` with a clean copy of the edit content."""
         fresh = _clean_copy(edit, info)
-        if existing is not None:
+        if existing is not None and not (info.user_ordered and _INSERT_ATTR in edit.attrib):
             existing.addnext(fresh)
             parent.remove(existing)
         else:
             self._insert(parent, info, edit, fresh)
+            if existing is not None:              # replaced and moved (RFC 7950 7.8.6)
+                parent.remove(existing)
         self.result.changed = True
 
     def _insert(self, parent: etree._Element, info: NodeInfo, edit: etree._Element,
                 fresh: etree._Element) -> None:
         where = edit.get(_INSERT_ATTR, "last") if info.user_ordered else "last"
         tag = f"{{{info.namespace}}}{info.name}"
-        siblings = list(parent.iterchildren(tag))
-        if where == "first" and siblings:
+        siblings = [s for s in parent.iterchildren(tag) if s is not fresh]
+        if where in ("before", "after"):
+            anchor = self._anchor(siblings, info, edit, where)
+            if where == "before":
+                anchor.addprevious(fresh)
+            else:
+                anchor.addnext(fresh)
+        elif where == "first" and siblings:
             siblings[0].addprevious(fresh)
-        else:
+        elif where in ("first", "last"):
             parent.append(fresh)
+        else:
+            raise RpcError("bad-attribute", f'insert "{where}" is not one of first, last, '
+                           "before, after", info=[("bad-attribute", "insert"),
+                                                  ("bad-element", info.name)])
+
+    def _anchor(self, siblings: list[etree._Element], info: NodeInfo, edit: etree._Element,
+                where: str) -> etree._Element:
+        """The entry named by the key (list) or value (leaf-list) attribute of an insert."""
+        attr = "key" if info.kind == "list" else "value"
+        ref = edit.get(f"{{{YANG_NS}}}{attr}")
+        if info.kind == "list":
+            wanted = [(k, v) for k, _, v in _PREDICATE.findall(ref or "")]
+            found = [s for s in siblings if wanted and all(
+                _child_text(s, info.namespace, k) == v for k, v in wanted)]
+        else:
+            found = [s for s in siblings if (s.text or "").strip() == ref]
+        if ref is None or not found:
+            raise RpcError("bad-attribute", f'insert {where}: no {info.name} entry {ref}',
+                           app_tag="missing-instance",
+                           info=[("bad-attribute", attr), ("bad-element", info.name)])
+        return found[0]
 
     def _new_navigation_node(self, parent: etree._Element, info: NodeInfo,
                              edit: etree._Element) -> etree._Element:
@@ -190,6 +231,12 @@ class Editor:
         return {m: ns for m, ns in self.schema.namespaces.items() if f"/{m}:" in path}
 
 
+def _operation(edit: etree._Element) -> str | None:
+    """The operation attribute; an unqualified one is taken too rather than silently ignored
+    (a YANG data node has no attributes of its own)."""
+    return edit.get(_OP_ATTR) or edit.get("operation")
+
+
 def _child_text(element: etree._Element, ns: str, name: str) -> str | None:
     for child in element:
         if isinstance(child.tag, str) and local_name(child) == name \
@@ -209,7 +256,7 @@ def _clean_copy(edit: etree._Element, info: NodeInfo) -> etree._Element:
         fresh.text = (edit.text or "").strip()
         return fresh
     children = [c for c in edit if isinstance(c.tag, str)
-                and c.get(_OP_ATTR) not in ("delete", "remove")]
+                and _operation(c) not in ("delete", "remove")]
     if info.kind == "list":                    # keys first, in key order
         rank = {k: i for i, k in enumerate(info.keys)}
         children.sort(key=lambda c: rank.get(local_name(c), len(rank)))

@@ -17,7 +17,7 @@ from .validation import rpc_error_from
 from .xml import BASE_NS, YANG_NS
 
 _EDIT_ATTRIBUTES = etree.XPath(
-    "boolean(.//@*[namespace-uri()=$base and local-name()='operation']"
+    "boolean(.//@*[namespace-uri()=$base and local-name()='operation'] | .//@operation"
     " | .//@*[namespace-uri()=$yang])")
 
 

@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import quote
 
 import libyang
@@ -28,8 +28,9 @@ from .monitoring import ServerStatistics, SessionInfo, netconf_state
 from .notifications import EventLog, Subscription, now
 from .role import ApplyError, ConfigChange, Role
 from .schema import Schema
+from .transport import MessageSink
 from .validation import rpc_error_from
-from .xml import BASE_NS, NC_NOTIFICATIONS_NS, base, local_name, parse
+from .xml import BASE_NS, base, local_name, parse
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,6 @@ BASE_CAPABILITIES = [
     "urn:ietf:params:netconf:capability:with-defaults:1.0?basic-mode=explicit"
     "&also-supported=report-all,report-all-tagged,trim",
 ]
-
-
-class MessageSink(Protocol):
-    def send(self, message: bytes) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -198,6 +194,7 @@ class NetconfServer:
         self.datastores.resume_pending()
 
     def stop(self) -> None:
+        self.datastores.close()
         self.role.stop()
 
     # -- transport-facing ------------------------------------------------------------------

@@ -19,16 +19,16 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import paramiko
+
+from ..fsutil import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -103,24 +103,8 @@ class UserStore:
         self._users, self._mtime = data["users"], mtime
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"version": 1, "users": self._users}, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".users.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomically(self.path, (text + "\n").encode("utf-8"))
         self._mtime = self.path.stat().st_mtime_ns
 
     # management ---------------------------------------------------------------------------------

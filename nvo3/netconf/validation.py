@@ -8,11 +8,15 @@ from __future__ import annotations
 import re
 
 import libyang
-from _libyang import lib
+from _libyang import ffi, lib
 from lxml import etree
 
 from .errors import RpcError
 from .schema import CapturedError, LibyangIssue, Schema
+
+# libyang-python disables path resolution (ly_set_log_clb(NULL, 0)): without it no libyang
+# error carries a path, and no <rpc-error> an <error-path>.
+lib.ly_set_log_clb(ffi.NULL, True)
 
 _APP_TAG_TO_TAG = {
     "instance-required": "data-missing",
@@ -31,6 +35,10 @@ def _tag_for(issue: LibyangIssue) -> tuple[str, str | None]:
         return _APP_TAG_TO_TAG[issue.app_tag], issue.app_tag
     if issue.app_tag:                       # a must/when with its own error-app-tag
         return "operation-failed", issue.app_tag
+    if "not found as a child" in msg:     # libyang 2.1 reports it as LYVE_REFERENCE too
+        return "unknown-element", None
+    if msg.startswith("No module with namespace"):
+        return "unknown-namespace", None
     if issue.vecode == lib.LYVE_REFERENCE:
         return "data-missing", "instance-required"
     if "Mandatory" in msg or "mandatory" in msg:
@@ -49,7 +57,9 @@ def _tag_for(issue: LibyangIssue) -> tuple[str, str | None]:
     return "operation-failed", None
 
 
-_QUOTED_NODE = re.compile(r'node "([^"]+)"')
+_QUOTED_NODE = re.compile(r'(?:node|key) "([^"]+)"', re.IGNORECASE)
+_QUOTED_NAMESPACE = re.compile(r'namespace "([^"]+)"')
+_LOCATION = re.compile(r'(?:Data|Schema) location "([^"]+)"')
 
 
 def rpc_error_from(exc: libyang.LibyangError, schema: Schema,
@@ -65,7 +75,12 @@ def rpc_error_from(exc: libyang.LibyangError, schema: Schema,
         m = _QUOTED_NODE.search(first.message)
         if m:
             info.append(("bad-element", m.group(1)))
-    path = first.path
+    elif tag == "unknown-namespace":
+        m = _QUOTED_NAMESPACE.search(first.message)
+        if m:
+            info.append(("bad-namespace", m.group(1)))
+    where = _LOCATION.search(first.path or "")
+    path = where.group(1) if where else first.path
     prefixes = {}
     if path:
         for mod in set(re.findall(r"([A-Za-z_][\w.-]*):", path)):

@@ -1,0 +1,132 @@
+"""nvo3.roles.nve_desired: configuration dict -> DesiredState, and the checks YANG cannot do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nvo3.dataplane.model import AclRule, FloodEntry, Network, Policy, Port, RemoteMac
+from nvo3.roles import nve_desired as nd
+
+MAC1, MAC2 = "02:00:00:00:01:01", "02:00:00:00:02:01"
+
+
+def config(**over: Any) -> dict[str, Any]:
+    """A small running configuration as libyang's print_dict shows it (defaults included)."""
+    att = {"vni": 100, "mac": MAC1, "vm-id": "vm1", "ip-address": ["198.19.1.1"],
+           "port": "tap-vm1", "state": "activated", **over.pop("att", {})}
+    net = {"vni": 100, "flood-mode": "head-end-replication", "arp-nd-suppression": True,
+           "remote-macs": {"remote-mac": [{"mac": "02:00:00:00:02:0A",
+                                           "ip-address": ["198.19.2.1"],
+                                           "remote-vtep": "198.18.0.2", "sequence-number": 0,
+                                           "sticky": False}]},
+           "flood-list": {"vtep": [{"address": "198.18.0.2"}, {"address": "198.18.0.3"}]},
+           **over.pop("net", {})}
+    nve = {"local-vtep-address": "198.18.0.1", "udp-port": 4789,
+           "networks": {"network": [net]}, "attachments": {"attachment": [att]},
+           **over}
+    return {"nve": nve}
+
+
+def test_full_mapping() -> None:
+    d = nd.derive(config(), links={"tap-vm1", "lo"})
+    assert not d.problems and not d.pending
+    s = d.state
+    assert s.networks == (Network(100, "198.18.0.1", 4789, "head-end"),)
+    assert s.ports == (Port("tap-vm1", 100, None, MAC1, ("198.19.1.1",)),)
+    assert s.remote_macs == (RemoteMac(100, "02:00:00:00:02:0a", "198.18.0.2", ("198.19.2.1",)),)
+    assert set(s.floods) == {FloodEntry(100, "198.18.0.2"), FloodEntry(100, "198.18.0.3")}
+    assert s.validate() == []
+
+
+def test_flood_mode_none_and_no_suppression() -> None:
+    d = nd.derive(config(net={"flood-mode": "none", "arp-nd-suppression": False}))
+    assert d.state.floods == ()
+    assert d.pending[nd.flood_key(100, "198.18.0.3")].startswith("flood-mode none")
+    assert d.state.remote_macs[0].ips == ()
+    assert d.state.networks[0].flood_mode == "none"
+
+
+def test_unknown_port_is_a_problem_naming_it() -> None:
+    d = nd.derive(config(), links={"lo"}, netns="h1")
+    assert d.state.ports == ()
+    [p] = d.problems
+    assert p.tag == "invalid-value" and "tap-vm1" in p.message and "h1" in p.message
+    assert p.path and p.path.endswith("/port")
+
+
+def test_associated_attachment_is_pending_and_needs_no_port() -> None:
+    d = nd.derive(config(att={"state": "associated"}), links={"lo"})
+    assert not d.problems and d.state.ports == ()
+    assert nd.port_key("tap-vm1") in d.pending
+
+
+def test_mac_both_local_and_remote_is_refused() -> None:
+    d = nd.derive(config(att={"mac": "02:00:00:00:02:0a"}), links={"tap-vm1"})
+    assert len(d.problems) == 1 and "remote MAC" in d.problems[0].message
+
+
+def test_port_named_like_an_nvo3_device_is_refused() -> None:
+    d = nd.derive(config(att={"port": "br-100"}), links={"br-100"})
+    assert d.problems and "own devices" in d.problems[0].message
+
+
+def policy(acl: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"policy": [{"vni": 100, "mac": MAC1, "acl": acl, **extra}]}
+
+
+def test_policy_acl_rate_and_vlan() -> None:
+    acl = {"default-action": "deny", "rule": [
+        {"sequence-id": 20, "action": "permit", "protocol": "tcp",
+         "destination-ip-prefix": "198.19.0.0/16",
+         "destination-port": {"lower-port": 443, "upper-port": 443}},
+        {"sequence-id": 10, "action": "deny", "protocol": "icmp",
+         "source-ip-prefix": "198.19.2.0/24"},
+    ]}
+    cfg = config(policies=policy(acl, vlan=7, **{"rate-limit": {"rate": 8000}}))
+    d = nd.derive(cfg, links={"tap-vm1"})
+    assert not d.problems
+    assert d.state.ports[0].vlan == 7
+    [pol] = d.state.policies
+    assert pol == Policy("tap-vm1", (
+        # rule 10: the VM (198.19.1.1) is not in its source prefix: only inbound applies
+        AclRule("drop", "in", "icmp", "198.19.2.0/24"),
+        # rule 20: no source prefix: outbound with the peer prefix; inbound, the VM's address
+        # is in the destination prefix, so it applies to every sender
+        AclRule("accept", "out", "tcp", "198.19.0.0/16", 443),
+        AclRule("accept", "in", "tcp", None, 443),
+        AclRule("drop", "out"), AclRule("drop", "in")), rate_kbps=8000, burst=10000)
+
+
+@pytest.mark.parametrize("rule", [
+    {"source-mac": "02:00:00:00:00:01"},
+    {"protocol": "udp", "source-port": {"lower-port": 1}},
+    {"protocol": "udp", "destination-port": {"lower-port": 1, "upper-port": 9}},
+    {"destination-ip-prefix": "2001:db8::/32"},
+])
+def test_inexpressible_acl_is_refused_not_approximated(rule: dict[str, Any]) -> None:
+    acl = {"rule": [{"sequence-id": 1, "action": "deny", **rule}]}
+    d = nd.derive(config(policies=policy(acl)), links={"tap-vm1"})
+    assert d.state.policies == ()
+    assert d.problems and d.problems[0].tag == "operation-not-supported"
+
+
+def test_policy_without_attachment_is_prestaged() -> None:
+    cfg = config(policies={"policy": [{"vni": 100, "mac": "02:00:00:00:09:09",
+                                       "acl": {"default-action": "deny"}}]})
+    d = nd.derive(cfg, links={"tap-vm1"})
+    assert d.state.policies == () and not d.problems
+
+
+def test_attachment_events() -> None:
+    before = config()
+    after = config(att={"state": "associated", "ip-address": ["198.19.1.2"]})
+    [(name, content)] = nd.attachment_events(before, after)
+    assert name == "attachment-changed"
+    assert content["previous-state"] == "activated" and content["ip-address"] == ["198.19.1.2"]
+    assert nd.attachment_events({}, before)[0][0] == "attachment-added"
+    removed = nd.attachment_events(before, {"nve": {}})
+    assert removed == [("attachment-removed", nd.attachment_info(
+        before["nve"]["attachments"]["attachment"][0]))]
+    assert nd.attachment_events(before, config()) == []
