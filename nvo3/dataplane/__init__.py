@@ -1,0 +1,1 @@
+"""Kernel data plane of the NVE agent: desired state, delta tracker, netlink."""

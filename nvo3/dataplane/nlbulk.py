@@ -1,0 +1,264 @@
+"""Bulk neighbour/FDB netlink: pre-encoded messages over a raw NETLINK_ROUTE socket.
+
+Why: pyroute2 spends ~200 us encoding one message (~4,000 FDB entries/s),
+while the kernel takes ~11 us per entry (``bridge -batch``).  Here each
+RTM_NEWNEIGH/RTM_DELNEIGH is packed with one precompiled ``struct`` per layout
+(only ifindex/state/flags/MAC/IP change), messages are sent in chunks of
+:data:`CHUNK` in one ``send()`` each.  Only the last message of a chunk carries
+NLM_F_ACK: the kernel answers every *failed* message anyway (an NLMSG_ERROR
+with its errno and our sequence number, mapped back to the entry), processes a
+chunk in order, and continues after an error; so the ACK of the last message
+proves the whole chunk was handled.  Measured: an ACK per message costs one
+``recv()`` per entry (0.25 s of 0.45 s for 10k); ACK-on-last leaves the kernel
+time (~0.04 s for 10k) plus the encoding (~0.04 s).
+
+Namespaces: a netlink socket stays bound to the namespace it was created in,
+so :func:`open_socket` creates it inside a short-lived helper thread that
+``setns()``-es into ``/run/netns/NAME`` (a thread's namespace is its own), and
+the caller's namespace is never changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_mod
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+NETLINK_ROUTE = 0
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
+NUD_NOARP, NUD_PERMANENT = 0x40, 0x80
+NTF_SELF, NTF_MASTER = 0x02, 0x04
+AF_BRIDGE = 7
+NDA_DST, NDA_LLADDR = 1, 2
+SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
+CLONE_NEWNET = 0x40000000
+CHUNK = 1024  # messages per send(); ACKs of one chunk fit the receive buffer
+BUF = 8 << 20
+
+_HDR = struct.Struct("=IHHII")          # nlmsghdr
+_ND = struct.Struct("=BxxxiHBB")        # ndmsg
+_RTA = struct.Struct("=HH")
+_ERR = struct.Struct("=i")
+
+# Operations: (nlmsg type, extra nlmsg flags)
+OP_ADD = (RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE)
+OP_APPEND = (RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND)
+OP_DEL = (RTM_DELNEIGH, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class NeighMsg:
+    """One neighbour/FDB operation; ``mac``/``dst`` are raw bytes (or None)."""
+
+    op: tuple[int, int]
+    family: int
+    ifindex: int
+    state: int
+    flags: int
+    mac: bytes | None
+    dst: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class NeighEntry:
+    """One entry of a neighbour dump."""
+
+    family: int
+    ifindex: int
+    state: int
+    flags: int
+    mac: bytes | None
+    dst: bytes | None
+
+
+_structs: dict[tuple[bool, int], struct.Struct] = {}
+
+
+def _layout(has_mac: bool, dst_len: int) -> struct.Struct:
+    """The precompiled template for one message layout."""
+    key = (has_mac, dst_len)
+    if key not in _structs:
+        fmt = "=IHHIIBxxxiHBB"
+        if has_mac:
+            fmt += "HH6sxx"
+        if dst_len:
+            fmt += f"HH{dst_len}s"
+        _structs[key] = struct.Struct(fmt)
+    return _structs[key]
+
+
+def encode(msg: NeighMsg, seq: int, ack: bool = True) -> bytes:
+    """Pack one message with sequence number ``seq`` (``ack``: request NLM_F_ACK)."""
+    dlen = len(msg.dst) if msg.dst else 0
+    st = _layout(msg.mac is not None, dlen)
+    args: list[object] = [st.size, msg.op[0], NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | msg.op[1],
+                          seq, 0,
+                          msg.family, msg.ifindex, msg.state, msg.flags, 0]
+    if msg.mac is not None:
+        args += [10, NDA_LLADDR, msg.mac]
+    if dlen:
+        args += [4 + dlen, NDA_DST, msg.dst]
+    return st.pack(*args)
+
+
+def mac_bytes(mac: str) -> bytes:
+    """``aa:bb:..`` -> 6 bytes."""
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def mac_text(raw: bytes) -> str:
+    """6 bytes -> ``aa:bb:..``."""
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def ip_bytes(ip: str) -> tuple[int, bytes]:
+    """Address text -> (family, packed)."""
+    fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return fam, socket.inet_pton(fam, ip)
+
+
+def ip_text(raw: bytes) -> str:
+    """Packed address -> text."""
+    return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+
+
+def _new_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    for opt in (SO_SNDBUFFORCE, SO_RCVBUFFORCE):
+        sock.setsockopt(socket.SOL_SOCKET, opt, BUF)
+    sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+    return sock
+
+
+def open_socket(netns: str | None = None, groups: int = 0) -> socket.socket:
+    """A NETLINK_ROUTE socket in namespace ``netns`` (None = ours), bound to ``groups``."""
+    if netns is None:
+        sock = _new_socket()
+        sock.bind((0, groups))
+        return sock
+    result: list[object] = []
+
+    def worker() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            with open("/proc/thread-self/ns/net", "rb") as own, \
+                    open(f"/run/netns/{netns}", "rb") as target:
+                if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {netns}")
+                try:
+                    s = _new_socket()
+                    s.bind((0, groups))
+                    result.append(s)
+                finally:
+                    if libc.setns(own.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns back")
+        except BaseException as exc:  # handed to the caller
+            result.append(exc)
+
+    t = threading.Thread(target=worker, name=f"nvo3-setns-{netns}", daemon=True)
+    t.start()
+    t.join(timeout=10)
+    if not result:
+        raise TimeoutError(f"opening a netlink socket in {netns} timed out")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    assert isinstance(result[0], socket.socket)
+    return result[0]
+
+
+def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, memoryview]]:
+    """(type, flags, seq, payload) for every netlink message in ``data``."""
+    view, off = memoryview(data), 0
+    while off + 16 <= len(data):
+        length, mtype, flags, seq, _pid = _HDR.unpack_from(data, off)
+        if length < 16:
+            break
+        yield mtype, flags, seq, view[off + 16: off + length]
+        off += (length + 3) & ~3
+
+
+def send_batch(sock: socket.socket, msgs: list[NeighMsg], timeout: float = 10.0) -> dict[int, int]:
+    """Send ``msgs``; return {index of failed message: errno} (empty = all done)."""
+    failures: dict[int, int] = {}
+    sock.settimeout(timeout)
+    base = 1
+    for start in range(0, len(msgs), CHUNK):
+        chunk = msgs[start:start + CHUNK]
+        last = base + len(chunk) - 1
+        sock.sendall(b"".join(encode(m, base + i, base + i == last) for i, m in enumerate(chunk)))
+        done = False
+        while not done:
+            for mtype, _f, seq, payload in iter_messages(sock.recv(BUF)):
+                if mtype != NLMSG_ERROR or not base <= seq <= last:
+                    continue
+                err = -_ERR.unpack_from(payload)[0]
+                if err:
+                    failures[start + seq - base] = err
+                done = done or seq == last
+        base += len(chunk)
+    return failures
+
+
+def dump(sock: socket.socket, family: int, timeout: float = 10.0) -> list[NeighEntry]:
+    """Every neighbour entry of ``family`` (AF_BRIDGE = FDB)."""
+    req = _HDR.pack(28, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 0x7fff0001, 0) + \
+        _ND.pack(family, 0, 0, 0, 0)
+    sock.settimeout(timeout)
+    sock.sendall(req)
+    out: list[NeighEntry] = []
+    while True:
+        for mtype, _f, seq, payload in iter_messages(sock.recv(BUF)):
+            if seq != 0x7fff0001:
+                continue
+            if mtype == NLMSG_DONE:
+                return out
+            if mtype == NLMSG_ERROR:
+                err = -_ERR.unpack_from(payload)[0]
+                raise OSError(err, f"neighbour dump: {os.strerror(err)}")
+            if mtype == RTM_NEWNEIGH:
+                out.append(parse_neigh(payload))
+
+
+def parse_neigh(payload: memoryview) -> NeighEntry:
+    """Decode the ndmsg and NDA_DST/NDA_LLADDR of one RTM_*NEIGH payload."""
+    fam, ifindex, state, flags, _type = _ND.unpack_from(payload)
+    mac = dst = None
+    off = _ND.size
+    while off + 4 <= len(payload):
+        alen, atype = _RTA.unpack_from(payload, off)
+        if alen < 4:
+            break
+        value = bytes(payload[off + 4: off + alen])
+        if atype == NDA_LLADDR:
+            mac = value
+        elif atype == NDA_DST:
+            dst = value
+        off += (alen + 3) & ~3
+    return NeighEntry(fam, ifindex, state, flags, mac, dst)
+
+
+def errno_text(err: int) -> str:
+    """``No such device (ENODEV)``."""
+    return f"{os.strerror(err)} ({errno_mod.errorcode.get(err, err)})"
+
+
+def chunks(items: Iterable[NeighMsg], size: int = CHUNK) -> Iterator[list[NeighMsg]]:
+    """Split ``items`` into lists of at most ``size``."""
+    buf: list[NeighMsg] = []
+    for it in items:
+        buf.append(it)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
