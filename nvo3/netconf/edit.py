@@ -95,7 +95,8 @@ class Editor:
                 parent.remove(existing)
                 self.result.changed = True
             return
-        if op in ("create", "replace") or (op == "merge" and existing is None):
+        if op in ("create", "replace") or (op == "merge" and existing is None
+                                           and not _has_nested_operation(edit)):
             self._put(parent, info, edit, existing)
             return
         if info.kind in ("leaf", "leaf-list", "anydata"):
@@ -235,6 +236,12 @@ def _operation(edit: etree._Element) -> str | None:
     """The operation attribute; an unqualified one is taken too rather than silently ignored
     (a YANG data node has no attributes of its own)."""
     return edit.get(_OP_ATTR) or edit.get("operation")
+
+
+def _has_nested_operation(edit: etree._Element) -> bool:
+    """Whether a descendant carries its own operation (then it must be walked, not copied)."""
+    return any(d.get(_OP_ATTR) is not None or d.get("operation") is not None
+               for d in edit.iterdescendants() if isinstance(d.tag, str))
 
 
 def _child_text(element: etree._Element, ns: str, name: str) -> str | None:

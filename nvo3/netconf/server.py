@@ -211,7 +211,7 @@ class NetconfServer:
             if feats:
                 cap += "&features=" + ",".join(quote(f) for f in feats)
             caps.append(cap)
-        content_id = hashlib.sha256("\n".join(caps).encode()).hexdigest()[:16]
+        content_id = self.content_id = hashlib.sha256("\n".join(caps).encode()).hexdigest()[:16]
         caps.append("urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04"
                     f"&content-id={content_id}")
         return caps
@@ -330,7 +330,7 @@ class NetconfServer:
                               sessions, self.stats)
         extra.append(ctx.get_module("ietf-netconf-monitoring").parse_data_dict(
             state, validate=False, strict=True))
-        extra.append(ctx.get_yanglib_data())
+        extra.append(ctx.get_yanglib_data(self.content_id))
         try:
             for node in extra:
                 if tree is None:
