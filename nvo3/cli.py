@@ -27,7 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         return _fail(f"network namespace {args.netns} does not exist")
     try:
-        daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns)
+        daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
+                            store_only=args.store_only)
         serve_forever(daemon)
     except OSError as exc:
         return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to listen on (default 127.0.0.1:830)")
     serve.add_argument("--state-dir", type=Path, metavar="DIR",
                        help="datastores, users and host key (default /var/lib/nvo3/ROLE)")
+    serve.add_argument("--store-only", action="store_true",
+                       help="validate and store configuration without acting on it "
+                            "(engine benchmarks, dry runs)")
     serve.add_argument("--netns", metavar="NAME",
                        help="nve: the network namespace whose kernel the agent programs "
                        "(default: the root namespace); the server still listens in its own")
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=("netconf", "nve"))
+    bench.add_argument("what", choices=("netconf", "nve", "convergence"))
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--entries", type=int, default=10_000)
     bench.set_defaults(func=_bench)

@@ -48,9 +48,13 @@ def users_of(state_dir: Path) -> UserStore:
 class RoleDaemon:
     """One role's engine and SSH server; `start` returns once sessions are accepted."""
 
-    def __init__(self, role_name: str, state_dir: Path, listen: Listen):
+    def __init__(self, role_name: str, state_dir: Path, listen: Listen,
+                 netns: str | None = None, store_only: bool = False):
         self.state_dir = Path(state_dir)
-        self.engine = NetconfServer(make_role(role_name), self.state_dir / "datastores")
+        options: dict[str, object] = {"netns": netns} if netns else {}
+        if store_only:
+            options["store_only"] = True
+        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
         self.users = users_of(self.state_dir)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
                              host=listen.host, port=listen.port)

@@ -164,12 +164,12 @@ def _run(lab: Netns, tmp: Path, daemons: dict[str, RoleProcess], say: Narrator,
         say.end("ACCEPTED (unexpected)")
     say.figures["bad_input_refused"] = refused
 
-    say.begin("removing vm2's mapping from host1: the path must close")
-    clients["host1"].edit_config(_nve_config("host1", remote=None).replace(
-        "<networks>", '<networks xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0">').replace(
-        f"<vni>{VNI}</vni><tenant>alice</tenant>",
-        f'<vni>{VNI}</vni><tenant>alice</tenant><remote-macs nc:operation="remove"/>'),
-        target="running")
+    say.begin("withdrawing vm2's mapping and flood entry from host1: the path must close")
+    withdraw = (f'<config><nve xmlns="{NVE_NS}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0">'
+                f"<networks><network><vni>{VNI}</vni>"
+                '<remote-macs nc:operation="remove"/><flood-list nc:operation="remove"/>'
+                "</network></networks></nve></config>")
+    clients["host1"].edit_config(withdraw, target="running")
     closed = not ping(ns["vm1"], HOSTS["host2"][3])
     say.figures["path_closed_after_removal"] = closed
     say.end("closed" if closed else "STILL OPEN")

@@ -15,4 +15,7 @@ def run_bench(what: str, entries: int = 10_000) -> dict[str, Any]:
         print(f"{entries} FDB entries: bridge -batch {result['bridge_batch_s']:.3f} s, "
               f"nvo3 {result['nvo3_s']:.3f} s, ratio {result['ratio']:.2f}")
         return result
+    if what == "convergence":
+        from .convergence import run as run_convergence
+        return run_convergence()
     raise ValueError(f"unknown benchmark {what!r}")

@@ -1,6 +1,7 @@
 """`nvo3 bench netconf`: the engine's speed over one real NETCONF/SSH session.
 
-Starts an NVE agent daemon (its own process, loopback, a temporary state directory), then
+Starts an NVE agent daemon with --store-only (its own process, loopback, a temporary state
+directory; configuration is validated and persisted, the kernel is not touched), then
 measures over one session of nvo3's client: get-config round trip (p50 of 200), 1,000
 one-entry edit-configs, one edit-config of N list entries, get-config of those N entries, and
 the server's RSS. The reference is Netopeer2 2.4.5 measured on this machine kind (design
@@ -46,7 +47,8 @@ def _progress(label: str) -> None:
 
 def run(entries: int = 10_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nvo3-bench-") as tmp:
-        daemon = start_role("nve", Path(tmp))
+        # the engine alone: the NVE's modules, no kernel programming behind them
+        daemon = start_role("nve", Path(tmp), extra_args=("--store-only",))
         try:
             with daemon.connect() as client:
                 result = _measure(client, daemon, entries)

@@ -226,7 +226,9 @@ class PyrouteKernel:
 
     def _ops(self, obj: KernelObject, delete: bool) -> list[Op]:
         fwd, back = (nlbulk.OP_DEL, nlbulk.OP_ADD) if delete else (nlbulk.OP_ADD, nlbulk.OP_DEL)
-        return [(obj, m, u) for m, u in zip(self._msgs(obj, fwd), self._msgs(obj, back))]
+        if isinstance(obj, FloodEntry) and back != nlbulk.OP_DEL:
+            back = nlbulk.OP_APPEND        # what _msgs would build for a flood entry
+        return [(obj, m, _as(m, back)) for m in self._msgs(obj, fwd)]
 
     def _update_ops(self, u: Update) -> list[Op]:
         if u.old is None:

@@ -23,6 +23,8 @@ at most 8 decimal digits, so ``vx-16777215`` is 11 characters.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
@@ -55,8 +57,13 @@ def vni_of(ifname: str) -> int | None:
     return None
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
+
+
 def norm_mac(mac: str) -> str:
     """Lower-case colon form of a MAC address; raises ValueError if malformed."""
+    if _MAC.fullmatch(mac):          # fast path: already canonical (bulk pushes)
+        return mac
     parts = mac.replace("-", ":").lower().split(":")
     if len(parts) != 6 or not all(len(p) == 2 for p in parts):
         raise ValueError(f"bad MAC address {mac!r}")
@@ -66,7 +73,10 @@ def norm_mac(mac: str) -> str:
 
 def norm_ip(ip: str) -> str:
     """Canonical text of an IPv4/IPv6 address; raises ValueError if malformed."""
-    return str(ipaddress.ip_address(ip))
+    try:                             # fast path (~10x quicker than ipaddress) for IPv4
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, ip))
+    except (OSError, TypeError):
+        return str(ipaddress.ip_address(ip))
 
 
 def _vni(vni: int) -> int:

@@ -13,8 +13,13 @@ Layout, all in nvo3's own table ``bridge nvo3`` (nothing else is touched)::
     map spoof   { type ifname : verdict }   "<port>" : jump s-<port>
     map from_vm { type ifname : verdict }   "<port>" : jump o-<port>
     map to_vm   { type ifname : verdict }   "<port>" : jump i-<port>
+    chain prerouting (hook, policy accept): iifname vmap @spoof
     chain forward/input (hook, policy accept):
-        iifname vmap @spoof; iifname vmap @from_vm; oifname vmap @to_vm
+        iifname vmap @from_vm; oifname vmap @to_vm
+
+The spoof check runs at the bridge's prerouting hook, before the bridge learns the frame's
+source MAC: checked later (forward), a VM sending with another VM's MAC would still move that
+MAC's FDB entry (even a static one) to its own port and black-hole the real owner.
 
 ``s-<port>`` drops every frame whose source MAC is not the VM's (owned by the
 Port).  ``o-``/``i-<port>`` (owned by the Policy) hold the rate limit (a
@@ -38,10 +43,12 @@ BASE = f"""table {TABLE} {{
   map spoof {{ type ifname : verdict; }}
   map from_vm {{ type ifname : verdict; }}
   map to_vm {{ type ifname : verdict; }}
+  chain prerouting {{ type filter hook prerouting priority 0; policy accept;
+    iifname vmap @spoof; }}
   chain forward {{ type filter hook forward priority 0; policy accept;
-    iifname vmap @spoof; iifname vmap @from_vm; oifname vmap @to_vm; }}
+    iifname vmap @from_vm; oifname vmap @to_vm; }}
   chain input {{ type filter hook input priority 0; policy accept;
-    iifname vmap @spoof; iifname vmap @from_vm; }}
+    iifname vmap @from_vm; }}
 }}
 """
 

@@ -8,6 +8,8 @@ one for rollback. Nothing mutates a snapshot after it is built.
 
 from __future__ import annotations
 
+import json
+
 import weakref
 from functools import cached_property
 from pathlib import Path
@@ -31,18 +33,31 @@ WITH_DEFAULTS_FLAGS = {
 }
 
 
+def _print(dnode: libyang.DNode, fmt: int, with_defaults: str) -> bytes:
+    flags = lib.LYD_PRINT_WITHSIBLINGS | lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS[with_defaults]
+    buf = ffi.new("char **")
+    if lib.lyd_print_mem(buf, dnode.first_sibling().cdata, fmt, flags) != lib.LY_SUCCESS:
+        raise dnode.context.error("cannot print data")
+    try:
+        return b"" if buf[0] == ffi.NULL else ffi.string(buf[0])
+    finally:
+        lib.free(buf[0])
+
+
+def _strip_prefixes(value: Any) -> Any:
+    """RFC 7951 member names "module:name" -> "name", all the way down."""
+    if isinstance(value, dict):
+        return {k.partition(":")[2] or k: _strip_prefixes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_prefixes(v) for v in value]
+    return value
+
+
 def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit") -> bytes:
     """The XML of a data tree and its siblings, compact, deterministic."""
     if dnode is None:
         return b""
-    flags = lib.LYD_PRINT_WITHSIBLINGS | lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS[with_defaults]
-    buf = ffi.new("char **")
-    if lib.lyd_print_mem(buf, dnode.first_sibling().cdata, lib.LYD_XML, flags) != lib.LY_SUCCESS:
-        raise dnode.context.error("cannot print data")
-    try:
-        xml = b"" if buf[0] == ffi.NULL else ffi.string(buf[0])
-    finally:
-        lib.free(buf[0])
+    xml = _print(dnode, lib.LYD_XML, with_defaults)
     if with_defaults == "report-all-tagged":
         # libyang tags defaults with the ietf-netconf-with-defaults module's metadata; on the
         # wire RFC 6243 section 6 wants the attribute in urn:...:netconf:default:1.0.
@@ -65,6 +80,7 @@ class Snapshot:
         self.schema = schema
         self.dnode = dnode
         self._printed: dict[str, bytes] = {}
+        self._dict: dict[str, Any] | None = None
         if dnode is not None:
             # libyang trees are C memory the binding never frees by itself. Not __del__: in a
             # garbage cycle the context's cffi finalizer may run first (ly_ctx_destroy), and
@@ -96,11 +112,13 @@ class Snapshot:
         return etree.fromstring(etree.tostring(self._tree), PARSER)
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as the nested dicts roles read (defaults included)."""
-        if self.dnode is None:
-            return {}
-        return self.dnode.print_dict(with_siblings=True, include_implicit_defaults=True,
-                                     strip_prefixes=True, absolute=True)
+        """The configuration as the nested dicts roles read: RFC 7951 JSON with defaults,
+        module prefixes stripped (lists are Python lists; 64-bit integers and decimal64 are
+        strings, as RFC 7951 says). Built once per snapshot, through libyang's C printer."""
+        if self._dict is None:
+            self._dict = {} if self.dnode is None else _strip_prefixes(json.loads(
+                _print(self.dnode, lib.LYD_JSON, "report-all") or b"{}"))
+        return self._dict
 
     def is_empty(self) -> bool:
         return not self.xml().strip()

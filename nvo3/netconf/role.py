@@ -2,8 +2,9 @@
 
 A role plugs into the engine the way a sysrepo application plugs into Netopeer2, in process:
 it names its YANG modules, applies validated configuration changes (or refuses them), answers
-its RPCs and provides its config-false state. It only ever sees Python dicts in libyang's
-`print_dict` shape (module prefixes stripped), never NETCONF XML.
+its RPCs and provides its config-false state. It only ever sees Python dicts, never NETCONF
+XML: configuration as RFC 7951 JSON with module prefixes stripped (lists are lists; 64-bit
+integers and decimal64 are strings), RPC input in libyang's `print_dict` shape.
 """
 
 from __future__ import annotations

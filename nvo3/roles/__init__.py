@@ -17,9 +17,27 @@ ROLE_MODULES = {
 
 
 def make_role(name: str, **options: object) -> Role:
-    """A role instance by name (nve, vserver, vcenter, ndirector)."""
+    """A role instance by name (nve, vserver, vcenter, ndirector).
+
+    Options: ``netns`` (nve: the network namespace to program; None = the root namespace);
+    ``store_only`` (serve and store the role's configuration without acting on it: for engine
+    benchmarks and dry runs).
+    """
     if name not in ROLE_MODULES:
         raise ValueError(f"unknown role {name!r}: choose one of {', '.join(ROLE_MODULES)}")
+    if options.get("store_only"):
+        return _store_only(name)
+    if name == "nve":
+        from .nve import NveRole
+        netns = options.get("netns")
+        return NveRole(netns=str(netns) if netns else None)
+    if name == "ndirector":
+        from .ndirector import NDirectorRole
+        return NDirectorRole()
+    return _store_only(name)
+
+
+def _store_only(name: str) -> Role:
     role = Role()
     role.name = name
     role.modules = ROLE_MODULES[name]

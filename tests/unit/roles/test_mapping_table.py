@@ -178,3 +178,14 @@ def test_snapshot_withdraws_what_is_gone_and_ignores_unchanged() -> None:
     assert [(c.kind, c.mapping.mac) for c in out.changes] == [("removed", other)]
     assert t.get(VNI, MAC).time == 1.0  # type: ignore[union-attr]
     assert [r.mac for r in t.local_to("a")] == [MAC]
+
+
+def test_restart_leftover_read_first_yields_to_the_seeded_location() -> None:
+    t = MappingTable()
+    t.seed(VNI, MAC, 1, "b")                       # the others point at b, seq 1
+    t.snapshot("a", [rep("a", None)], 1.0)         # a leftover at a, read first
+    out = t.snapshot("b", [rep("b", None)], 1.1)   # then b
+    m = t.get(VNI, MAC)
+    assert m is not None and (m.nve, m.seq) == ("b", 1)
+    assert out.refused and out.refused[0].report.nve == "a" and t.stats.stale_refused == 1
+    assert not m.moves

@@ -62,9 +62,22 @@ def test_associated_attachment_is_pending_and_needs_no_port() -> None:
     assert nd.port_key("tap-vm1") in d.pending
 
 
-def test_mac_both_local_and_remote_is_refused() -> None:
+def test_activated_local_attachment_wins_over_a_remote_mapping() -> None:
+    """A VM that moved here is forwarded locally even before the nDirector withdraws the
+    remote mapping (RFC 8394 mobility); the remote entry is kept in config, not programmed."""
     d = nd.derive(config(att={"mac": "02:00:00:00:02:0a"}), links={"tap-vm1"})
-    assert len(d.problems) == 1 and "remote MAC" in d.problems[0].message
+    assert not d.problems
+    assert d.state.remote_macs == ()
+    assert [p.mac for p in d.state.ports] == ["02:00:00:00:02:0a"]
+    assert "attached locally" in d.pending[nd.remote_mac_key(100, "02:00:00:00:02:0a")]
+
+
+def test_associated_local_attachment_leaves_the_remote_mapping() -> None:
+    """Make-before-break: until the destination is activated, traffic goes to the source."""
+    d = nd.derive(config(att={"mac": "02:00:00:00:02:0a", "state": "associated"}),
+                  links={"tap-vm1"})
+    assert not d.problems
+    assert [r.mac for r in d.state.remote_macs] == ["02:00:00:00:02:0a"]
 
 
 def test_port_named_like_an_nvo3_device_is_refused() -> None:

@@ -1,0 +1,441 @@
+"""The NVE agent role: the nvo3-nve running datastore made real in one host's kernel.
+
+Three steps per commit (style.md, "roles as three steps"): derive the desired kernel state
+from the validated configuration (:mod:`nvo3.roles.nve_desired`, pure), record it in a
+:class:`~nvo3.dataplane.tracker.DeltaTracker`, apply only the pending deltas in one batched
+step through :class:`~nvo3.dataplane.kernel.PyrouteKernel`.  The kernel layer applies a batch
+all or nothing; when it refuses, the role raises :class:`ApplyError` with the kernel's reason,
+the engine keeps the old datastore and the tracker gets the old desired state back.
+
+Design notes:
+
+* The tracker's view of the kernel is a dump taken at start and kept current by a netlink
+  :class:`~nvo3.dataplane.monitor.Monitor`: events that do not match what the agent itself
+  asked for (an entry deleted or changed behind its back, a device event, an overrun) mark
+  the view dirty and wake the repair thread, which waits ~50 ms for the burst to end, then
+  re-dumps, re-derives and re-applies the pending deltas under the role's lock.  A commit
+  with a dirty view re-dumps first; a commit refused by the kernel re-dumps and retries once
+  (the view may have been stale) before it refuses.
+* Start (``apply`` with before={} and the saved running configuration) is a reconcile: dump,
+  diff, apply the deltas; what cannot be programmed (a port that vanished while the agent was
+  down) is reported ``failed`` instead of stopping the daemon, and retried by the repair
+  thread every few seconds and whenever a link appears.
+* Commits are strict: an activated attachment whose port does not exist is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from nvo3.dataplane.kernel import ApplyError as KernelApplyError
+from nvo3.dataplane.kernel import Kernel, PyrouteKernel
+from nvo3.dataplane.model import (KIND_OF, KINDS, ZERO_MAC, DesiredState, KernelObject,
+                                  Network, Port, vni_of)
+from nvo3.dataplane.monitor import Event, Monitor
+from nvo3.dataplane.nlbulk import NUD_PERMANENT
+from nvo3.dataplane.tracker import Batch, DeltaTracker
+from nvo3.netconf.role import ApplyError, ConfigChange, Notifier, Role, Tree
+from nvo3.roles import nve_desired as nd
+
+log = logging.getLogger(__name__)
+
+MODULE = "nvo3-nve"
+DEBOUNCE_S = 0.05
+RETRY_S = 5.0
+MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
+StatusKey = nd.StatusKey
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_key(obj: KernelObject) -> StatusKey:
+    """(kind, tracker key) of a dataplane object."""
+    return (KIND_OF[type(obj)], obj.key)
+
+
+def describe(obj: object) -> str:
+    """An operator-facing name of a dataplane object."""
+    kind = KIND_OF.get(type(obj), type(obj).__name__)
+    if kind == "network":
+        return f"network {obj.vni}"  # type: ignore[attr-defined]
+    if kind == "remote_mac":
+        return (f"remote MAC {obj.mac} in VNI {obj.vni} "  # type: ignore[attr-defined]
+                f"(remote VTEP {obj.remote_vtep})")  # type: ignore[attr-defined]
+    if kind == "flood":
+        return f"flood-list VTEP {obj.remote_vtep} of VNI {obj.vni}"  # type: ignore[attr-defined]
+    if kind == "port":
+        return f"port {obj.name} of VNI {obj.vni}"  # type: ignore[attr-defined]
+    if kind == "policy":
+        return f"policy of port {obj.port}"  # type: ignore[attr-defined]
+    return repr(obj)
+
+
+def config_path(obj: object) -> str | None:
+    """Data path of the configuration entry behind a dataplane object."""
+    nets = "/nvo3-nve:nve/networks/network"
+    if isinstance(obj, Network):
+        return f"{nets}[vni='{obj.vni}']"
+    kind = KIND_OF.get(type(obj))
+    if kind == "remote_mac":
+        return f"{nets}[vni='{obj.vni}']/remote-macs/remote-mac[mac='{obj.mac}']"  # type: ignore
+    if kind == "flood":
+        return (f"{nets}[vni='{obj.vni}']/flood-list/vtep"  # type: ignore[attr-defined]
+                f"[address='{obj.remote_vtep}']")  # type: ignore[attr-defined]
+    return None
+
+
+class NveRole(Role):
+    """The NVE agent of one network namespace (None = the root namespace)."""
+
+    name = "nve"
+    modules = (MODULE,)
+
+    def __init__(self, netns: str | None = None,
+                 kernel_factory: Callable[[str | None], Kernel] | None = None,
+                 monitor: bool = True, debounce: float = DEBOUNCE_S) -> None:
+        super().__init__()
+        self.netns = netns
+        self._kernel_factory = kernel_factory or PyrouteKernel
+        self._use_monitor, self.debounce = monitor, debounce
+        self.kernel: Any = None
+        self.monitor: Monitor | None = None
+        self.lock = threading.RLock()
+        self.tracker = DeltaTracker()
+        self.config: Tree = {}
+        self.derived = nd.Derived(DesiredState())
+        self.failed: dict[StatusKey, str] = {}
+        self.programmed_at: dict[StatusKey, str] = {}
+        self.repairs = 0
+        self._started = False
+        self._dirty = threading.Event()     # the tracker's view of the kernel may be stale
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._vx: dict[int, int] = {}       # ifindex -> vni of owned devices
+        self._br: dict[int, int] = {}
+        self._ports: dict[int, str] = {}    # ifindex -> configured port name
+        self._port_names: set[str] = set()
+        self._remote_macs: set[str] = set()
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self, notifier: Notifier) -> None:
+        super().start(notifier)
+        self.kernel = self._kernel_factory(self.netns)
+        if self._use_monitor:
+            self.monitor = Monitor(self._on_events, netns=self.netns).start()
+            self._thread = threading.Thread(target=self._repair_loop, daemon=True,
+                                            name=f"nvo3-nve-repair-{self.netns}")
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.monitor is not None:
+            self.monitor.stop()
+        with self.lock:
+            if self.kernel is not None and hasattr(self.kernel, "close"):
+                self.kernel.close()
+            self.kernel = None
+
+    # -- commit ----------------------------------------------------------------------------
+    def apply(self, change: ConfigChange) -> None:
+        """Program ``change.after``; refuse it (ApplyError) if it cannot be programmed."""
+        t0 = time.perf_counter()
+        after = change.after
+        with self.lock:
+            t1 = time.perf_counter()
+            reconcile = not self._started
+            derived = nd.derive(after, self._link_names(), self.netns)
+            t2 = time.perf_counter()
+            # a problem already reported (a port that vanished) does not block other changes
+            new = [p for p in derived.problems if self.failed.get(p.key) != p.message]
+            if new and not reconcile:
+                more = f" (+{len(new) - 1} more)" if len(new) > 1 else ""
+                raise ApplyError(new[0].message + more, tag=new[0].tag, path=new[0].path)
+            if reconcile or self._dirty.is_set():
+                self._resync()
+            old_desired = self.tracker.desired
+            self.tracker.set_desired(derived.state)
+            if reconcile:
+                self.failed = self._apply_best_effort(self.tracker.pending())
+                self.failed.update({p.key: p.message for p in derived.problems})
+                for p in derived.problems:
+                    log.error("nve %s: cannot program: %s", self.netns or "root", p.message)
+            else:
+                try:
+                    self._apply_or_retry()
+                except KernelApplyError as exc:
+                    self.tracker.desired = old_desired
+                    self._resync()
+                    raise ApplyError(f"the kernel refused {describe(exc.obj)}: {exc.reason}",
+                                     tag="operation-failed", path=config_path(exc.obj)) from None
+                self.failed = {p.key: p.message for p in derived.problems}
+            previous, self.config, self.derived = self.config, after, derived
+            self._port_names = {a["port"] for a in nd.attachments_of(after).values()}
+            self._refresh_index()
+            self._started = True
+            t3 = time.perf_counter()
+        log.info("nve %s: %s in %.3f s (config tree %.3f, derive %.3f, kernel %.3f)",
+                 self.netns or "root", "reconciled" if reconcile else "committed", t3 - t0,
+                 t1 - t0, t2 - t1, t3 - t2)
+        if not reconcile:
+            self._notify(previous, after)
+
+    def _apply_or_retry(self) -> None:
+        batch = self.tracker.pending()
+        if not batch:
+            return
+        try:
+            self._apply(batch)
+        except KernelApplyError:
+            self._resync()        # maybe the view was stale: diff against the kernel again
+            batch = self.tracker.pending()
+            self._apply(batch)
+
+    def _apply(self, batch: Batch) -> None:
+        self.kernel.apply(batch)
+        self.tracker.applied(batch)
+        stamp = _now()
+        for upd in batch.updates:
+            self.programmed_at[status_key(upd.new)] = stamp
+        for obj in batch.deletes:
+            self.programmed_at.pop(status_key(obj), None)
+
+    def _apply_best_effort(self, batch: Batch) -> dict[StatusKey, str]:
+        """Apply what the kernel accepts; {status key: reason} of what it refused."""
+        failed: dict[StatusKey, str] = {}
+        for _ in range(MAX_ROUNDS):
+            if not batch:
+                return failed
+            try:
+                self._apply(batch)
+                return failed
+            except KernelApplyError as exc:
+                bad = exc.obj
+                failed[status_key(bad)] = exc.reason
+                log.warning("nve %s: %s not programmed: %s", self.netns or "root",
+                            describe(bad), exc.reason)
+                batch = _without(batch, bad, failed)
+        for obj in [*batch.deletes, *(u.new for u in batch.updates)]:
+            failed.setdefault(status_key(obj), "not programmed: too many kernel failures")
+        return failed
+
+    def _resync(self) -> None:
+        self._dirty.clear()
+        self.tracker.observe(self.kernel.dump())
+
+    def _notify(self, before: Tree, after: Tree) -> None:
+        if self.notifier is None:
+            return
+        for name, content in nd.attachment_events(before, after):
+            try:
+                self.notifier.notify(MODULE, name, content)
+            except Exception:   # a notification must never undo a commit
+                log.exception("nve: could not send %s", name)
+
+    # -- drift repair ----------------------------------------------------------------------
+    def _on_events(self, events: list[Event]) -> None:
+        if any(self._relevant(e) for e in events):
+            self._dirty.set()
+            self._wake.set()
+
+    def _relevant(self, e: Event) -> bool:
+        """True for kernel changes the agent did not ask for (or cannot tell)."""
+        if e.what == "overrun":
+            return True
+        if e.what == "link":
+            return (e.ifindex in self._vx or e.ifindex in self._br or e.ifindex in self._ports
+                    or vni_of(e.ifname or "") is not None or e.ifname in self._port_names)
+        desired = self.tracker.desired
+        if e.what == "fdb" and e.ifindex in self._vx:
+            vni = self._vx[e.ifindex]
+            if e.mac == ZERO_MAC:
+                wanted = (vni, e.dst) in desired["flood"]
+                return wanted if e.action == "del" else not wanted
+            rm = desired["remote_mac"].get((vni, e.mac))
+            if e.action == "del":
+                return rm is not None
+            return rm is None or (e.dst is not None and e.dst != rm.remote_vtep)  # type: ignore
+        if e.what == "fdb" and e.action == "new" and e.mac and not e.flags & 0x02:
+            # a remote MAC's bridge entry learned on another port: it moved away from vx-*
+            return e.mac in self._remote_macs and e.ifindex not in self._vx
+        if e.what == "neigh" and e.ifindex in self._br and e.state & NUD_PERMANENT:
+            rm = desired["remote_mac"].get((self._br[e.ifindex], e.mac))
+            wanted = rm is not None and e.dst in rm.ips  # type: ignore[union-attr]
+            return wanted if e.action == "del" else not wanted
+        return False
+
+    def _repair_loop(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(RETRY_S)
+            if self._stop.is_set():
+                return
+            if not woke and not (self.failed and self._started):
+                continue
+            time.sleep(self.debounce)       # let a burst of events end
+            self._wake.clear()
+            try:
+                self.repair()
+            except Exception:
+                log.exception("nve %s: repair failed", self.netns or "root")
+
+    def repair(self) -> int:
+        """Re-dump the kernel, re-derive from running, apply the deltas; number repaired."""
+        with self.lock:
+            if not self._started or self.kernel is None:
+                return 0
+            derived = nd.derive(self.config, self._link_names(), self.netns)
+            self._resync()
+            self.tracker.set_desired(derived.state)
+            batch = self.tracker.pending()
+            failed = self._apply_best_effort(batch)
+            failed.update({p.key: p.message for p in derived.problems})
+            if failed and failed != self.failed:
+                log.warning("nve %s: %d entries not programmed, first: %s",
+                            self.netns or "root", len(failed), next(iter(failed.values())))
+            self.failed, self.derived = failed, derived
+            self._refresh_index()
+            if batch:
+                self.repairs += 1
+                log.info("nve %s: repaired %d kernel entries, back in sync: %s",
+                         self.netns or "root", len(batch), self.tracker.in_sync())
+            return len(batch)
+
+    # -- kernel helpers --------------------------------------------------------------------
+    def _links(self) -> list[Any]:
+        ipr = getattr(self.kernel, "ipr", None)
+        return list(ipr.get_links()) if ipr is not None else []
+
+    def _link_names(self) -> set[str] | None:
+        if getattr(self.kernel, "ipr", None) is None:
+            return None       # a fake kernel: ports are not checked
+        return {lk.get_attr("IFLA_IFNAME") for lk in self._links()}
+
+    def _refresh_index(self) -> None:
+        self._remote_macs = {mac for _vni, mac in self.tracker.desired["remote_mac"]}
+        vx, br, ports = {}, {}, {}
+        for lk in self._links():
+            name = lk.get_attr("IFLA_IFNAME")
+            vni = vni_of(name)
+            if vni is not None:
+                (vx if name.startswith("vx-") else br)[lk["index"]] = vni
+            elif name in self._port_names:
+                ports[lk["index"]] = name
+        self._vx, self._br, self._ports = vx, br, ports
+
+    def _stats(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for lk in self._links():
+            stats = lk.get_attr("IFLA_STATS64") or lk.get_attr("IFLA_STATS")
+            if stats:
+                out[lk.get_attr("IFLA_IFNAME")] = {
+                    "rx-packets": stats["rx_packets"], "rx-bytes": stats["rx_bytes"],
+                    "rx-drops": stats["rx_dropped"], "tx-packets": stats["tx_packets"],
+                    "tx-bytes": stats["tx_bytes"], "tx-drops": stats["tx_dropped"]}
+        return out
+
+    # -- operational state -----------------------------------------------------------------
+    def _status(self, key: StatusKey) -> Tree:
+        if key in self.failed:
+            return {"programming-status": "failed", "programming-reason": self.failed[key]}
+        if key in self.derived.pending:
+            return {"programming-status": "pending",
+                    "programming-reason": self.derived.pending[key]}
+        kind, k = key
+        want = self.tracker.desired[kind].get(k)
+        if want is None or self.tracker.dataplane[kind].get(k) != want:
+            return {"programming-status": "pending", "programming-reason": "not programmed yet"}
+        out: Tree = {"programming-status": "programmed"}
+        if key in self.programmed_at:
+            out["last-programmed"] = self.programmed_at[key]
+        return out
+
+    def _policy_status(self, port: str | None) -> Tree:
+        if port is None:
+            return {"programming-status": "pending",
+                    "programming-reason": "no attachment with this VNI and MAC"}
+        key = nd.policy_key(port)
+        if key in self.failed or key in self.derived.pending or port in self.tracker.desired[
+                "policy"]:
+            return self._status(key)
+        att = self._status(nd.port_key(port))
+        if att["programming-status"] != "programmed":
+            return {"programming-status": "pending",
+                    "programming-reason": f"waits for port {port}"}
+        return {"programming-status": "programmed"}    # nothing to install (permit all)
+
+    def state(self) -> Tree:
+        """Programming status of every entry and counters from the kernel, for <get>."""
+        with self.lock:
+            nve = self.config.get("nve") or {}
+            if not nve or self.kernel is None:
+                return {}
+            stats = self._stats()
+            nets = []
+            for net in (nve.get("networks") or {}).get("network") or []:
+                vni = int(net["vni"])
+                entry: Tree = {"vni": vni, **self._status(nd.network_key(vni))}
+                if f"vx-{vni}" in stats:
+                    entry["counters"] = stats[f"vx-{vni}"]
+                macs = [{"mac": rm["mac"], **self._status(nd.remote_mac_key(vni, rm["mac"]))}
+                        for rm in (net.get("remote-macs") or {}).get("remote-mac") or []]
+                vteps = [{"address": v["address"],
+                          **self._status(nd.flood_key(vni, v["address"]))}
+                         for v in (net.get("flood-list") or {}).get("vtep") or []]
+                if macs:
+                    entry["remote-macs"] = {"remote-mac": macs}
+                if vteps:
+                    entry["flood-list"] = {"vtep": vteps}
+                nets.append(entry)
+            atts = []
+            for att in (nve.get("attachments") or {}).get("attachment") or []:
+                entry = {"vni": int(att["vni"]), "mac": att["mac"],
+                         **self._status(nd.port_key(att["port"]))}
+                if att["port"] in stats:
+                    entry["counters"] = stats[att["port"]]
+                atts.append(entry)
+            ports = {(int(a["vni"]), a["mac"].lower()): a["port"]
+                     for a in (nve.get("attachments") or {}).get("attachment") or []}
+            pols = []
+            for pol in (nve.get("policies") or {}).get("policy") or []:
+                port = ports.get((int(pol["vni"]), pol["mac"].lower()))
+                pols.append({"vni": int(pol["vni"]), "mac": pol["mac"],
+                             **self._policy_status(port)})
+            out: Tree = {}
+            if nets:
+                out["networks"] = {"network": nets}
+            if atts:
+                out["attachments"] = {"attachment": atts}
+            if pols:
+                out["policies"] = {"policy": pols}
+            return {MODULE: {"nve": out}} if out else {}
+
+
+def _without(batch: Batch, bad: object, failed: dict[StatusKey, str]) -> Batch:
+    """``batch`` minus ``bad`` and what depends on it (a network's entries, a port's policy)."""
+    drop: Callable[[KernelObject], bool]
+    if isinstance(bad, Network):
+        def drop(o: KernelObject) -> bool:
+            return getattr(o, "vni", None) == bad.vni or o is bad
+    elif isinstance(bad, Port):
+        def drop(o: KernelObject) -> bool:
+            return o == bad or getattr(o, "port", None) == bad.name
+    else:
+        def drop(o: KernelObject) -> bool:
+            return o == bad
+    for obj in [*batch.deletes, *(u.new for u in batch.updates)]:
+        if drop(obj) and obj != bad:
+            failed.setdefault(status_key(obj), f"depends on {describe(bad)}, which failed")
+    return Batch(tuple(o for o in batch.deletes if not drop(o)),
+                 tuple(u for u in batch.updates if not drop(u.new)))
+
+
+__all__ = ["NveRole", "KINDS", "describe", "config_path", "status_key"]

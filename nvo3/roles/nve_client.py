@@ -1,0 +1,249 @@
+"""The one place where the nDirector touches an NVE's NETCONF XML.
+
+The client (:mod:`nvo3.netconf.client`) returns lxml elements; the nDirector's logic works on
+dicts and small dataclasses only. This adapter turns an NVE's configuration and attachment
+notifications into dicts, and builds the edit-config payloads the nDirector sends from dicts.
+
+* Reading: an NVE's running ``<nve>`` is parsed with libyang (a Context over ``yang/`` with
+  ``nvo3-nve``) and printed as a dict, like the engine hands trees to roles.
+* Notifications are flat (a few leaves and one leaf-list): read with lxml directly.
+* Writing: payloads are built with lxml from dicts, one ``<config>`` per push:
+  :class:`NveEdit` says what to merge and remove, or which subtrees to replace whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import libyang
+from lxml import etree
+
+from .. import YANG_DIR
+from ..netconf.client import Client
+
+NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NVE_NS = "urn:nvo3:yang:nvo3-nve"
+NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+ATTACHMENT_EVENTS = ("attachment-added", "attachment-changed", "attachment-removed")
+_OP = f"{{{NC}}}operation"
+_LEAF_LISTS = {"ip-address"}
+_INTS = {"vni", "vlan"}
+
+Tree = dict[str, Any]
+Key = tuple[int, str]
+
+_ctx_lock = threading.Lock()
+_ctx: libyang.Context | None = None
+
+
+def norm_mac(mac: str) -> str:
+    return mac.strip().lower()
+
+
+def _context() -> libyang.Context:
+    global _ctx
+    if _ctx is None:
+        ctx = libyang.Context(str(YANG_DIR))
+        ctx.load_module("nvo3-nve")
+        _ctx = ctx
+    return _ctx
+
+
+# reading ------------------------------------------------------------------------------------
+@dataclass
+class NveConfig:
+    """What the nDirector needs from an NVE's running configuration."""
+
+    nve_id: str | None = None
+    local_vtep: str | None = None
+    attachments: list[Tree] = field(default_factory=list)
+    remote_macs: dict[Key, Tree] = field(default_factory=dict)
+    floods: dict[int, set[str]] = field(default_factory=dict)
+    networks: set[int] = field(default_factory=set)
+    policies: dict[Key, Tree] = field(default_factory=dict)
+
+
+def parse_nve_config(data: etree._Element) -> NveConfig:
+    """The <data> of a get-config of an NVE, as an :class:`NveConfig`."""
+    node = data.find(f"{{{NVE_NS}}}nve")
+    out = NveConfig()
+    if node is None:
+        return out
+    xml = etree.tostring(node).decode()
+    with _ctx_lock:
+        dnode = _context().parse_data_mem(xml, "xml", parse_only=True)
+        try:
+            tree = dnode.print_dict(strip_prefixes=True) if dnode else {}
+        finally:
+            if dnode is not None:
+                dnode.free()
+    nve = tree.get("nve") or {}
+    out.nve_id, out.local_vtep = nve.get("nve-id"), nve.get("local-vtep-address")
+    for net in (nve.get("networks") or {}).get("network", []):
+        vni = int(net["vni"])
+        out.networks.add(vni)
+        for rm in (net.get("remote-macs") or {}).get("remote-mac", []):
+            rm = {**rm, "mac": norm_mac(rm["mac"])}
+            out.remote_macs[(vni, rm["mac"])] = rm
+        out.floods[vni] = {v["address"] for v in (net.get("flood-list") or {}).get("vtep", [])}
+    for att in (nve.get("attachments") or {}).get("attachment", []):
+        out.attachments.append({**att, "vni": int(att["vni"]), "mac": norm_mac(att["mac"])})
+    for pol in (nve.get("policies") or {}).get("policy", []):
+        out.policies[(int(pol["vni"]), norm_mac(pol["mac"]))] = pol
+    return out
+
+
+def read_nve_config(client: Client) -> NveConfig:
+    """get-config of the NVE's running <nve>."""
+    flt = f'<nve xmlns="{NVE_NS}"/>'
+    return parse_nve_config(client.get_config("running", filter=("subtree", flt)))
+
+
+@dataclass(frozen=True)
+class AttachmentEvent:
+    """One attachment notification of an NVE."""
+
+    name: str                      # attachment-added | attachment-changed | attachment-removed
+    time: float                    # eventTime, seconds since the epoch
+    content: Tree
+
+
+def parse_notification(message: etree._Element) -> AttachmentEvent | None:
+    """An attachment event from a <notification>, or None for any other notification."""
+    body = next((c for c in message if isinstance(c.tag, str)
+                 and etree.QName(c).namespace == NVE_NS), None)
+    if body is None or etree.QName(body).localname not in ATTACHMENT_EVENTS:
+        return None
+    when = message.findtext(f"{{{NOTIF_NS}}}eventTime") or ""
+    try:
+        t = datetime.fromisoformat(when.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        t = 0.0
+    content: Tree = {}
+    for leaf in body:
+        if not isinstance(leaf.tag, str):
+            continue
+        name, text = etree.QName(leaf).localname, (leaf.text or "").strip()
+        if name in _LEAF_LISTS:
+            content.setdefault(name, []).append(text)
+        elif name in _INTS:
+            content[name] = int(text)
+        else:
+            content[name] = norm_mac(text) if name == "mac" else text
+    return AttachmentEvent(etree.QName(body).localname, t, content)
+
+
+# writing ------------------------------------------------------------------------------------
+@dataclass
+class NetworkEdit:
+    """Changes of one network's remote-macs and flood-list."""
+
+    replace: bool = False          # replace both subtrees with exactly what is below
+    macs: dict[str, Tree] = field(default_factory=dict)     # mac -> remote-mac entry (merge)
+    remove_macs: set[str] = field(default_factory=set)
+    vteps: set[str] = field(default_factory=set)
+    remove_vteps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class NveEdit:
+    """One edit-config for one NVE."""
+
+    networks: dict[int, NetworkEdit] = field(default_factory=dict)
+    policies: dict[Key, Tree] = field(default_factory=dict)   # merged (replace per entry)
+    remove_policies: set[Key] = field(default_factory=set)
+    replace_policies: bool = False     # the policies container becomes exactly `policies`
+
+    def network(self, vni: int) -> NetworkEdit:
+        return self.networks.setdefault(vni, NetworkEdit())
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.policies or self.remove_policies
+                    or self.replace_policies)
+
+    def size(self) -> int:
+        return sum(len(n.macs) + len(n.remove_macs) + len(n.vteps) + len(n.remove_vteps)
+                   for n in self.networks.values()) + len(self.policies) + \
+            len(self.remove_policies)
+
+
+def _e(parent: etree._Element, name: str, text: Any = None) -> etree._Element:
+    el = etree.SubElement(parent, f"{{{NVE_NS}}}{name}")
+    if text is not None:
+        el.text = ("true" if text else "false") if isinstance(text, bool) else str(text)
+    return el
+
+
+def _fill(parent: etree._Element, tree: Tree) -> None:
+    """Dict (libyang print_dict shape) -> child elements; keys first for list entries."""
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            _fill(_e(parent, name), value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _fill(_e(parent, name), item)
+                else:
+                    _e(parent, name, item)
+        elif value is not None:
+            _e(parent, name, value)
+
+
+_REMOTE_ORDER = ("mac", "ip-address", "remote-vtep", "remote-nve", "sequence-number", "sticky")
+
+
+def build_edit(edit: NveEdit) -> etree._Element:
+    """The <config> element of one edit-config."""
+    config = etree.Element(f"{{{NC}}}config", nsmap={"nc": NC})
+    nve = etree.SubElement(config, f"{{{NVE_NS}}}nve", nsmap={None: NVE_NS})
+    if edit.networks:
+        nets = _e(nve, "networks")
+        for vni in sorted(edit.networks):
+            ne = edit.networks[vni]
+            net = _e(nets, "network")
+            _e(net, "vni", vni)
+            rms = _e(net, "remote-macs") if ne.replace or ne.macs or ne.remove_macs else None
+            flood = _e(net, "flood-list") if ne.replace or ne.vteps or ne.remove_vteps else None
+            if ne.replace:
+                rms.set(_OP, "replace")             # type: ignore[union-attr]
+                flood.set(_OP, "replace")           # type: ignore[union-attr]
+            for mac in sorted(ne.macs):
+                rm = _e(rms, "remote-mac")
+                entry = ne.macs[mac]
+                if not ne.replace:
+                    rm.set(_OP, "replace")
+                _fill(rm, {k: entry[k] for k in _REMOTE_ORDER if entry.get(k) is not None})
+            for mac in sorted(ne.remove_macs):
+                rm = _e(rms, "remote-mac")
+                rm.set(_OP, "remove")
+                _e(rm, "mac", mac)
+            for vtep in sorted(ne.vteps):
+                _e(_e(flood, "vtep"), "address", vtep)
+            for vtep in sorted(ne.remove_vteps):
+                v = _e(flood, "vtep")
+                v.set(_OP, "remove")
+                _e(v, "address", vtep)
+    if edit.policies or edit.remove_policies or edit.replace_policies:
+        pols = _e(nve, "policies")
+        if edit.replace_policies:
+            pols.set(_OP, "replace")
+        for (vni, mac), body in sorted(edit.policies.items()):
+            p = _e(pols, "policy")
+            if not edit.replace_policies:
+                p.set(_OP, "replace")
+            _fill(p, {"vni": vni, "mac": mac, **{k: v for k, v in body.items()
+                                                 if k not in ("vni", "mac")}})
+        for vni, mac in sorted(edit.remove_policies - set(edit.policies)):
+            p = _e(pols, "policy")
+            p.set(_OP, "remove")
+            _e(p, "vni", vni)
+            _e(p, "mac", mac)
+    return config
+
+
+def push(client: Client, edit: NveEdit) -> None:
+    """Send one edit-config to the NVE's running datastore (raises on rpc-error)."""
+    client.edit_config(build_edit(edit), target="running")
