@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=("netconf", "nve", "convergence"))
+    bench.add_argument("what", choices=("netconf", "nve", "fdb", "convergence"))
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--entries", type=int, default=10_000)
     bench.set_defaults(func=_bench)

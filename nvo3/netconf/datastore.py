@@ -44,13 +44,9 @@ def _print(dnode: libyang.DNode, fmt: int, with_defaults: str) -> bytes:
         lib.free(buf[0])
 
 
-def _strip_prefixes(value: Any) -> Any:
-    """RFC 7951 member names "module:name" -> "name", all the way down."""
-    if isinstance(value, dict):
-        return {k.partition(":")[2] or k: _strip_prefixes(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_prefixes(v) for v in value]
-    return value
+def _unprefixed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 7951 member names "module:name" -> "name" (a json.loads object hook)."""
+    return {k.partition(":")[2] or k: v for k, v in pairs}
 
 
 def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit") -> bytes:
@@ -116,8 +112,9 @@ class Snapshot:
         module prefixes stripped (lists are Python lists; 64-bit integers and decimal64 are
         strings, as RFC 7951 says). Built once per snapshot, through libyang's C printer."""
         if self._dict is None:
-            self._dict = {} if self.dnode is None else _strip_prefixes(json.loads(
-                _print(self.dnode, lib.LYD_JSON, "report-all") or b"{}"))
+            self._dict = {} if self.dnode is None else json.loads(
+                _print(self.dnode, lib.LYD_JSON, "report-all") or b"{}",
+                object_pairs_hook=_unprefixed)
         return self._dict
 
     def is_empty(self) -> bool:
