@@ -52,6 +52,7 @@ class RoleDaemon:
                  netns: str | None = None, store_only: bool = False):
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
+        options["state_dir"] = self.state_dir
         if store_only:
             options["store_only"] = True
         self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")

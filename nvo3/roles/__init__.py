@@ -19,9 +19,11 @@ ROLE_MODULES = {
 def make_role(name: str, **options: object) -> Role:
     """A role instance by name (nve, vserver, vcenter, ndirector).
 
-    Options: ``netns`` (nve: the network namespace to program; None = the root namespace);
-    ``store_only`` (serve and store the role's configuration without acting on it: for engine
-    benchmarks and dry runs).
+    Options: ``netns`` (nve: the network namespace to program; vserver: the host namespace its
+    VMs' ports live in; None = the root namespace); ``state_dir`` (the daemon's state
+    directory, where a role keeps what it owns beside its datastore: the vServer's VM
+    records, the vCenter's learned VM profiles); ``store_only`` (serve and store the role's
+    configuration without acting on it: for engine benchmarks and dry runs).
     """
     if name not in ROLE_MODULES:
         raise ValueError(f"unknown role {name!r}: choose one of {', '.join(ROLE_MODULES)}")
@@ -31,9 +33,22 @@ def make_role(name: str, **options: object) -> Role:
         from .nve import NveRole
         netns = options.get("netns")
         return NveRole(netns=str(netns) if netns else None)
+    if name == "vserver":
+        from pathlib import Path
+
+        from .vserver import VServerRole
+        netns, state_dir = options.get("netns"), options.get("state_dir")
+        return VServerRole(netns=str(netns) if netns else None,
+                           state_dir=Path(str(state_dir)) if state_dir else None)
     if name == "ndirector":
         from .ndirector import NDirectorRole
         return NDirectorRole()
+    if name == "vcenter":
+        from pathlib import Path
+
+        from .vcenter import VCenterRole
+        state_dir = options.get("state_dir")
+        return VCenterRole(state_dir=Path(str(state_dir)) if state_dir else None)
     return _store_only(name)
 
 
