@@ -87,8 +87,12 @@ class PyrouteKernel:
         self.close()
 
     # -- dump ------------------------------------------------------------------
+    def links(self) -> list[nlbulk.LinkEntry]:
+        """Index, name, master, flags and alias of every link (a raw dump, ~0.1 ms)."""
+        return nlbulk.dump_links(self.sock)
+
     def _index(self) -> dict[str, int]:
-        return {links.attr(lk, "IFLA_IFNAME"): lk["index"] for lk in self.ipr.get_links()}
+        return {lk.name: lk.index for lk in self.links()}
 
     def dump(self) -> DesiredState:
         """Read networks, ports, FDB, neighbours and policies back from the kernel."""
@@ -146,12 +150,16 @@ class PyrouteKernel:
             for obj in (o for o in dels if kind(o) == "network"):
                 self._step(undo, obj, lambda o=obj: self._drop_network(o))
             ups = list(batch.updates)
-            self._idx = self._index()
+            if any(kind(o) in ("port", "network") for o in dels):
+                self._idx = self._index()
+            links_changed = False
             for u in (u for u in ups if kind(u.new) == "network"):
                 self._step(undo, u.new, lambda o=u.new: self._network(o))
+                links_changed = True
             for u in (u for u in ups if kind(u.new) == "port"):
                 self._step(undo, u.new, lambda u=u: self._port(u))
-            self._idx = self._index()
+            if links_changed:
+                self._idx = self._index()
             self._bulk(undo, [op for u in ups if kind(u.new) in ("remote_mac", "flood")
                               for op in self._update_ops(u)])
             for u in (u for u in ups if kind(u.new) == "policy"):

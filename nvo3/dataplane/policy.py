@@ -32,6 +32,7 @@ reads the model back without parsing expressions.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from typing import Callable
 
@@ -82,9 +83,15 @@ class NftPolicy:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
+        # nsenter only enters the network namespace (~3 ms less per call than `ip netns exec`,
+        # which also remounts /sys); nft needs nothing else
+        nsenter = shutil.which("nsenter")
+        self._prefix = ([] if netns is None else
+                        [nsenter, f"--net=/run/netns/{netns}"] if nsenter else
+                        ["ip", "netns", "exec", netns])
 
     def _nft(self, *args: str, script: str | None = None) -> str:
-        cmd = (["ip", "netns", "exec", self.netns] if self.netns else []) + ["nft", *args]
+        cmd = [*self._prefix, "nft", *args]
         res = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=30)
         if res.returncode:
             raise NftError(22, f"nft: {res.stderr.strip() or res.returncode}")
@@ -104,8 +111,11 @@ class NftPolicy:
                 chains.setdefault(item["rule"]["chain"], []).append(item["rule"].get("comment", ""))
         return chains
 
-    def _run(self, lines: list[str]) -> None:
-        base = BASE if self._state() is None else ""
+    def _run(self, lines: list[str], state: dict[str, list[str]] | None | bool = False) -> None:
+        """One nft transaction; ``state``: the table as just read (False: read it here)."""
+        if state is False:
+            state = self._state()
+        base = BASE if state is None else ""
         self._nft("-f", "-", script=base + "\n".join(lines) + "\n")
 
     @staticmethod
@@ -113,18 +123,22 @@ class NftPolicy:
         return [f'delete element {TABLE} {mapname} {{ "{port}" }}', f"delete chain {TABLE} {chain}"]
 
     # -- anti-spoofing (owned by the Port) -------------------------------------
-    def port_mac(self, port: str) -> str | None:
+    def port_mac(self, port: str, state: dict[str, list[str]] | None | bool = False
+                 ) -> str | None:
         """MAC the spoof chain of ``port`` allows, or None."""
-        for tag in (self._state() or {}).get(f"s-{port}", []):
+        if state is False:
+            state = self._state()
+        for tag in (state or {}).get(f"s-{port}", []):  # type: ignore[union-attr]
             if tag.startswith("spoof mac="):
                 return tag.split("=", 1)[1]
         return None
 
     def put_port(self, port: Port) -> Undo:
         """Allow only ``port.mac`` as source MAC on ``port``."""
-        old = self.port_mac(port.name)
+        state = self._state()
+        old = self.port_mac(port.name, state)
         lines = self._drop(f"s-{port.name}", "spoof", port.name) if old else []
-        self._run(lines + self._spoof(port.name, port.mac))
+        self._run(lines + self._spoof(port.name, port.mac), state)
         if old is None:
             return lambda: (self.remove_port(port), None)[1]
         return lambda: (self._run(self._drop(f"s-{port.name}", "spoof", port.name)
@@ -139,10 +153,11 @@ class NftPolicy:
 
     def remove_port(self, port: Port) -> Undo:
         """Remove the anti-spoofing chain of ``port`` (absent is success)."""
-        old = self.port_mac(port.name)
+        state = self._state()
+        old = self.port_mac(port.name, state)
         if old is None:
             return lambda: None
-        self._run(self._drop(f"s-{port.name}", "spoof", port.name))
+        self._run(self._drop(f"s-{port.name}", "spoof", port.name), state)
         return lambda: (self._run(self._spoof(port.name, old)), None)[1]
 
     # -- ACL and rate (owned by the Policy) ------------------------------------

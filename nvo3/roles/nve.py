@@ -33,8 +33,9 @@ from typing import Any, Callable
 
 from nvo3.dataplane.kernel import ApplyError as KernelApplyError
 from nvo3.dataplane.kernel import Kernel, PyrouteKernel
-from nvo3.dataplane.model import (KIND_OF, KINDS, ZERO_MAC, DesiredState, KernelObject,
-                                  Network, Port, vni_of)
+from nvo3.dataplane.links import PORT_ALIAS, port_alias
+from nvo3.dataplane.model import (KIND_OF, KINDS, OWNER_ALIAS, ZERO_MAC, DesiredState,
+                                  KernelObject, Network, Port, vni_of)
 from nvo3.dataplane.monitor import Event, Monitor
 from nvo3.dataplane.nlbulk import NUD_PERMANENT
 from nvo3.dataplane.tracker import Batch, DeltaTracker
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-nve"
 DEBOUNCE_S = 0.05
 RETRY_S = 5.0
+OWN_LINK_EVENTS_S = 1.0  # link events this soon after the agent changed links: its own, probably
 MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
 StatusKey = nd.StatusKey
 
@@ -114,6 +116,8 @@ class NveRole(Role):
         self.repairs = 0
         self._started = False
         self._dirty = threading.Event()     # the tracker's view of the kernel may be stale
+        self._links_dirty = threading.Event()   # link events, probably our own: check links
+        self._own_links_until = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -153,14 +157,15 @@ class NveRole(Role):
         with self.lock:
             t1 = time.perf_counter()
             reconcile = not self._started
-            derived = nd.derive(after, self._link_names(), self.netns)
+            links = self._fast_links()
+            derived = nd.derive(after, self._link_names(links), self.netns)
             t2 = time.perf_counter()
             # a problem already reported (a port that vanished) does not block other changes
             new = [p for p in derived.problems if self.failed.get(p.key) != p.message]
             if new and not reconcile:
                 more = f" (+{len(new) - 1} more)" if len(new) > 1 else ""
                 raise ApplyError(new[0].message + more, tag=new[0].tag, path=new[0].path)
-            if reconcile or self._dirty.is_set():
+            if reconcile or self._dirty.is_set() or not self._links_checked(links):
                 self._resync()
             old_desired = self.tracker.desired
             self.tracker.set_desired(derived.state)
@@ -180,7 +185,7 @@ class NveRole(Role):
                 self.failed = {p.key: p.message for p in derived.problems}
             previous, self.config, self.derived = self.config, after, derived
             self._port_names = {a["port"] for a in nd.attachments_of(after).values()}
-            self._refresh_index()
+            self._refresh_index(None if self._own_links_until > time.monotonic() else links)
             self._started = True
             t3 = time.perf_counter()
         log.info("nve %s: %s in %.3f s (config tree %.3f, derive %.3f, kernel %.3f)",
@@ -201,6 +206,9 @@ class NveRole(Role):
             self._apply(batch)
 
     def _apply(self, batch: Batch) -> None:
+        if any(KIND_OF[type(o)] in ("port", "network")
+               for o in (*batch.deletes, *(u.new for u in batch.updates))):
+            self._own_links_until = time.monotonic() + OWN_LINK_EVENTS_S
         self.kernel.apply(batch)
         self.tracker.applied(batch)
         stamp = _now()
@@ -230,7 +238,41 @@ class NveRole(Role):
 
     def _resync(self) -> None:
         self._dirty.clear()
+        self._links_dirty.clear()
         self.tracker.observe(self.kernel.dump())
+
+    def _links_checked(self, links: list[Any] | None) -> bool:
+        """After link events right after the agent's own link changes: True when the links
+        still are what the tracker believes (then no full dump is needed), else False."""
+        if not self._links_dirty.is_set():
+            return True
+        if links is None or self.failed:
+            return False
+        self._links_dirty.clear()        # an event arriving from now on sets it again
+        by_name = {lk.name: lk for lk in links}
+        networks = self.tracker.dataplane["network"].values()
+        bridges = {}
+        for net in networks:
+            vx, br = by_name.get(net.vxlan), by_name.get(net.bridge)  # type: ignore[attr-defined]
+            if vx is None or br is None or vx.master != br.index \
+                    or not vx.alias.startswith(OWNER_ALIAS) or not br.alias.startswith(OWNER_ALIAS):
+                return False
+            bridges[br.index] = net.vni  # type: ignore[attr-defined]
+        ports = self.tracker.dataplane["port"]
+        for port in ports.values():
+            lk = by_name.get(port.name)  # type: ignore[attr-defined]
+            if lk is None or bridges.get(lk.master) != port.vni \
+                    or lk.alias != port_alias(port):  # type: ignore[arg-type]
+                return False
+        for lk in links:       # a port released (or never attached) must not be enslaved
+            if lk.master in bridges and lk.alias.startswith(PORT_ALIAS) and \
+                    lk.name not in {p.name for p in ports.values()}:  # type: ignore[attr-defined]
+                return False
+            vni = vni_of(lk.name)
+            if vni is not None and lk.alias.startswith(OWNER_ALIAS) and \
+                    vni not in {n.vni for n in networks}:  # type: ignore[attr-defined]
+                return False
+        return True
 
     def _notify(self, before: Tree, after: Tree) -> None:
         if self.notifier is None:
@@ -243,9 +285,14 @@ class NveRole(Role):
 
     # -- drift repair ----------------------------------------------------------------------
     def _on_events(self, events: list[Event]) -> None:
-        if any(self._relevant(e) for e in events):
+        relevant = [e for e in events if self._relevant(e)]
+        if not relevant:
+            return
+        if all(e.what == "link" for e in relevant) and time.monotonic() < self._own_links_until:
+            self._links_dirty.set()    # most likely the agent's own: a cheap check first
+        else:
             self._dirty.set()
-            self._wake.set()
+        self._wake.set()
 
     def _relevant(self, e: Event) -> bool:
         """True for kernel changes the agent did not ask for (or cannot tell)."""
@@ -282,6 +329,12 @@ class NveRole(Role):
                 continue
             time.sleep(self.debounce)       # let a burst of events end
             self._wake.clear()
+            if woke and not self._dirty.is_set() and not self.failed:
+                with self.lock:
+                    if self._started and self.kernel is not None \
+                            and self._links_checked(self._fast_links()):
+                        self._refresh_index()
+                        continue
             try:
                 self.repair()
             except Exception:
@@ -292,7 +345,8 @@ class NveRole(Role):
         with self.lock:
             if not self._started or self.kernel is None:
                 return 0
-            derived = nd.derive(self.config, self._link_names(), self.netns)
+            links = self._fast_links()
+            derived = nd.derive(self.config, self._link_names(links), self.netns)
             self._resync()
             self.tracker.set_desired(derived.state)
             batch = self.tracker.pending()
@@ -302,7 +356,7 @@ class NveRole(Role):
                 log.warning("nve %s: %d entries not programmed, first: %s",
                             self.netns or "root", len(failed), next(iter(failed.values())))
             self.failed, self.derived = failed, derived
-            self._refresh_index()
+            self._refresh_index(None if batch else links)
             if batch:
                 self.repairs += 1
                 log.info("nve %s: repaired %d kernel entries, back in sync: %s",
@@ -311,24 +365,31 @@ class NveRole(Role):
 
     # -- kernel helpers --------------------------------------------------------------------
     def _links(self) -> list[Any]:
+        """pyroute2 link messages (full attributes: <get> counters only, not the hot path)."""
         ipr = getattr(self.kernel, "ipr", None)
         return list(ipr.get_links()) if ipr is not None else []
 
-    def _link_names(self) -> set[str] | None:
-        if getattr(self.kernel, "ipr", None) is None:
-            return None       # a fake kernel: ports are not checked
-        return {lk.get_attr("IFLA_IFNAME") for lk in self._links()}
+    def _fast_links(self) -> list[Any] | None:
+        """(index, name, master, flags, alias) of every link, one raw dump; None with a fake
+        kernel."""
+        dump = getattr(self.kernel, "links", None)
+        return dump() if dump is not None else None
 
-    def _refresh_index(self) -> None:
+    def _link_names(self, links: list[Any] | None = None) -> set[str] | None:
+        links = self._fast_links() if links is None else links
+        if links is None:
+            return None       # a fake kernel: ports are not checked
+        return {lk.name for lk in links}
+
+    def _refresh_index(self, links: list[Any] | None = None) -> None:
         self._remote_macs = {mac for _vni, mac in self.tracker.desired["remote_mac"]}
         vx, br, ports = {}, {}, {}
-        for lk in self._links():
-            name = lk.get_attr("IFLA_IFNAME")
-            vni = vni_of(name)
+        for lk in (self._fast_links() or []) if links is None else links:
+            vni = vni_of(lk.name)
             if vni is not None:
-                (vx if name.startswith("vx-") else br)[lk["index"]] = vni
-            elif name in self._port_names:
-                ports[lk["index"]] = name
+                (vx if lk.name.startswith("vx-") else br)[lk.index] = vni
+            elif lk.name in self._port_names:
+                ports[lk.index] = lk.name
         self._vx, self._br, self._ports = vx, br, ports
 
     def _stats(self) -> dict[str, dict[str, int]]:
