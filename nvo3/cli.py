@@ -22,8 +22,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
-    if args.netns and args.role != "nve":
-        return _fail("--netns applies to the nve role only")
+    if args.netns and args.role not in ("nve", "vserver"):
+        return _fail("--netns applies to the nve and vserver roles only")
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         return _fail(f"network namespace {args.netns} does not exist")
     try:
@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="validate and store configuration without acting on it "
                             "(engine benchmarks, dry runs)")
     serve.add_argument("--netns", metavar="NAME",
-                       help="nve: the network namespace whose kernel the agent programs "
-                       "(default: the root namespace); the server still listens in its own")
+                       help="nve: the network namespace whose kernel the agent programs; "
+                       "vserver: the host namespace its VMs' ports live in (default: the "
+                       "root namespace); the server still listens in its own")
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")
