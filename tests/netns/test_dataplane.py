@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,7 +163,7 @@ def test_bulk_10k_entries_dump_finds_exactly_them(hosts: dict[int, Host]) -> Non
 
 
 def test_policy_acl_drop_and_antispoofing(hosts: dict[int, Host]) -> None:
-    pytest.importorskip("shutil").which("nft") or pytest.skip("needs nft (nftables)")
+    assert shutil.which("nft"), "nft is missing: scripts/run installs nftables"
     for i in (1, 2):
         hosts[i].converge(desired(i))
     assert ping(hosts[1].vm, VM_IP[2])

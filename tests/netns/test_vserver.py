@@ -346,11 +346,6 @@ def test_restart_rediscovers_vms(overlay: Overlay) -> None:
 
 
 def test_with_vcenter_registration_reports_and_rediscovery(overlay: Overlay) -> None:
-    if not (Path(__file__).parents[2] / "nvo3/roles/vcenter.py").exists():
-        pytest.skip("the vCenter role is not built yet")
-    from nvo3 import roles
-    if "vcenter" not in str(roles.make_role("vcenter").__class__).lower():
-        pytest.skip("the vCenter role is not wired into make_role yet")
     (overlay.tmp / "vc").mkdir()
     vc = overlay.vc = start_role("vcenter", overlay.tmp / "vc")
     overlay.procs.append(vc)
