@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from lxml import etree
 
 from .conftest import NC, ND, Server
