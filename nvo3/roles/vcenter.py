@@ -33,22 +33,19 @@ over a second for 1,000 VMs); their per-VM alerts are sent.
 from __future__ import annotations
 
 import copy
-import getpass
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
 
 from ..fsutil import write_atomically
-from ..netconf.client import Client, connect
 from ..netconf.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler, Tree
-from . import peer
-from .placement import (Candidate, Load, NoCapacity, choose, choose_child, release,
+from .peer_links import PeerConfig, PeerError, PeerLinks
+from .placement import (Candidate, Load, NoCapacity, choose, release,
                         reserve)
+from .vcenter_root import RootDelegation
+from .vcenter_util import _iso, _list, _refuse, _true
 from .profiles import (RUNNING_STATES, Group, Location, Profile, ProfileError, ProfileStore,
                        Tenant, norm_mac)
 
@@ -57,132 +54,9 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-vcenter"
 VSERVER = "nvo3-vserver"
 STATE_FILE = "vcenter-profiles.json"
-CONNECT_TIMEOUT_S = 5.0
-RPC_TIMEOUT_S = 60.0
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _list(tree: Tree | None, container: str, name: str) -> list[Tree]:
-    return list(((tree or {}).get(container) or {}).get(name) or [])
-
-
-def _true(value: Any) -> bool:
-    return value in (True, "true")
-
-
-class PeerError(Exception):
-    """A call to a vServer or child vCenter failed (unreachable, refused, timed out)."""
-
-
-@dataclass(frozen=True)
-class PeerConfig:
-    """A vServer or child vCenter of the configuration and how to log in to it."""
-
-    name: str
-    address: str
-    port: int = 830
-    username: str | None = None
-    password: str | None = None
-    host_key: str | None = None
-    data_centers: tuple[str, ...] = ()
-    nve: str | None = None
-
-    @classmethod
-    def from_config(cls, tree: Tree, data_centers: list[str]) -> "PeerConfig":
-        return cls(tree["name"], tree["address"], int(tree.get("port", 830)),
-                   tree.get("username"), tree.get("password"), tree.get("host-key"),
-                   tuple(data_centers), tree.get("nve"))
-
-
-class PeerLinks:
-    """NETCONF sessions to peers, opened on first use and reopened once when broken."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.configs: dict[str, PeerConfig] = {}
-        self.clients: dict[str, Client] = {}
-        self.states: dict[str, str] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def configure(self, configs: dict[str, PeerConfig]) -> None:
-        closing: list[Client] = []
-        with self._lock:
-            for name in list(self.clients):
-                if configs.get(name) != self.configs.get(name):
-                    closing.append(self.clients.pop(name))
-                    self.states.pop(name, None)
-            self.configs = dict(configs)
-            for name in configs:
-                self._locks.setdefault(name, threading.Lock())
-                self.states.setdefault(name, "disconnected")
-        for c in closing:
-            threading.Thread(target=c.close, daemon=True).start()
-
-    def _client(self, name: str) -> Client:
-        cfg = self.configs.get(name)
-        if cfg is None:
-            raise PeerError(f"{self.kind} {name!r} is not configured")
-        client = self.clients.get(name)
-        if client is not None and client.connected:
-            return client
-        self.states[name] = "connecting"
-        try:
-            client = connect(cfg.address, cfg.port, cfg.username or getpass.getuser(),
-                             cfg.password, host_key=cfg.host_key, timeout=CONNECT_TIMEOUT_S,
-                             rpc_timeout=RPC_TIMEOUT_S)
-        except Exception as exc:
-            self.states[name] = "disconnected"
-            raise PeerError(f"cannot reach {self.kind} {name} at {cfg.address} port "
-                            f"{cfg.port}: {exc}") from None
-        self.states[name] = "connected"
-        self.clients[name] = client
-        return client
-
-    def run(self, name: str, fn: Callable[[Client], Any]) -> Any:
-        """`fn(client)` on the peer's session; a broken session is reopened once."""
-        lock = self._locks.get(name)
-        if lock is None:
-            raise PeerError(f"{self.kind} {name!r} is not configured")
-        for attempt in (1, 2):
-            with lock:
-                client = self._client(name)
-            try:
-                return fn(client)
-            except peer.RemoteRpcError as exc:
-                raise PeerError(f"{self.kind} {name}: {exc.message or exc.tag}") from None
-            except Exception as exc:
-                if client.connected and attempt == 1:
-                    raise PeerError(f"{self.kind} {name}: {exc}") from None
-                self.states[name] = "disconnected"
-                if attempt == 2:
-                    raise PeerError(f"{self.kind} {name}: {exc}") from None
-        raise AssertionError("unreachable")
-
-    def call(self, name: str, module: str, rpc: str, given: Tree) -> Tree:
-        log.info("%s %s: %s %s/%s", self.kind, name, rpc, given.get("tenant"),
-                 given.get("name"))
-        return self.run(name, lambda c: peer.call(c, module, rpc, given))  # type: ignore[no-any-return]
-
-    def close_all(self) -> None:
-        with self._lock:
-            clients, self.clients = list(self.clients.values()), {}
-        for c in clients:
-            c.close()
-
-
-def _refuse(exc: ProfileError | NoCapacity | PeerError, path: str | None = None) -> ApplyError:
-    if isinstance(exc, ProfileError):
-        return ApplyError(str(exc), tag=exc.tag, app_tag=exc.app_tag, path=path)
-    if isinstance(exc, NoCapacity):
-        return ApplyError(str(exc), tag="resource-denied", app_tag="no-capacity")
-    return ApplyError(str(exc), tag="operation-failed", app_tag="peer-failed")
-
-
-class VCenterRole(Role):
+class VCenterRole(RootDelegation, Role):
     """The vCenter (the draft's VM management system); a root vCenter when it has children."""
 
     name = "vcenter"
@@ -920,204 +794,6 @@ class VCenterRole(Role):
                        "state": out["state"]}
         if source_state:
             reply["source-state"] = source_state
-        for leaf in ("nve", "port"):
-            if out.get(leaf):
-                reply[leaf] = out[leaf]
-        return reply
-
-    # root vCenter --------------------------------------------------------------------------
-    def _refresh_children(self) -> dict[str, Tree]:
-        """Each child's vServers, their data centers and load (one get per child)."""
-        for name in list(self.children):
-            try:
-                tree = self.child_links.run(name, lambda c: peer.get_state(c, MODULE,
-                                                                           "vcenter"))
-            except PeerError as exc:
-                log.warning("vcenter: child %s: %s", name, exc)
-                continue
-            vservers = _list(tree, "vservers", "vserver")
-            now = time.time()
-            members = {}
-            for v in vservers:
-                fresh = v.get("connection-state") == "connected" or v.get("load") is not None
-                if fresh:
-                    members[v["name"]] = Load.from_tree(v.get("load"))
-            total = Load()
-            for load in members.values():
-                total = total + load
-            with self.lock:
-                self.child_state[name] = {"load": total, "members": members,
-                                          "vservers": {v["name"] for v in vservers},
-                                          "at": now}
-        return self.child_state
-
-    def _child_of_vserver(self, vserver: str) -> str | None:
-        for name, st in self.child_state.items():
-            if vserver in st["vservers"]:
-                return name
-        return None
-
-    def _child_for(self, p: Profile) -> str:
-        child = p.location.vcenter or p.vcenter
-        if child in self.children:
-            return child
-        raise ApplyError(f"VM {p.tenant}/{p.name} is not managed by a child vCenter",
-                         tag="invalid-value", app_tag="unknown-vcenter")
-
-    def _root_create(self, given: Tree) -> Tree:
-        key = (given["tenant"], given["name"])
-        state = self._refresh_children()
-        with self.lock:
-            old = self.store.profiles.get(key)
-            if old is not None and old.registered and old.state in RUNNING_STATES:
-                raise ApplyError(f"VM {key[0]}/{key[1]} already runs on "
-                                 f"{old.location.vserver}", tag="data-exists",
-                                 app_tag="vm-exists")
-            p = self._staged(key, old, given)
-            need = self.store.resources_of(p)
-            vs = given.get("vserver") or p.vserver
-            child = (p.vcenter if p.vcenter in self.children else None) \
-                or (self._child_of_vserver(vs) if vs else None)
-            if vs and child is None:
-                raise ApplyError(f"no child vCenter manages vServer {vs!r}",
-                                 tag="invalid-value", app_tag="unknown-vserver")
-            if child is None:
-                cands = [Candidate(n, state[n]["load"] if n in state else None,
-                                   frozenset(cfg.data_centers),
-                                   available=n in state,
-                                   members=tuple(state[n]["members"].values())
-                                   if n in state else ())
-                         for n, cfg in self.children.items()]
-                try:
-                    child = choose_child(cands, need, given.get("data-center"))
-                except NoCapacity as exc:
-                    raise _refuse(exc) from None
-            p.location = Location(vs, None, child)
-            p.vcenter = child if not p.configured else p.vcenter
-            p.state = "created"
-            self.store.put(p)
-        request = {k: v for k, v in given.items() if v not in (None, [], {})}
-        request.update({"vnid": self.store.vnid_of(p), "mac-address": p.mac})
-        if p.ips:
-            request["ip-address"] = list(p.ips)
-        if vs:
-            request["vserver"] = vs
-        try:
-            out = self.child_links.call(child, MODULE, "create-vm", request)
-        except PeerError as exc:
-            self._restore(key, old)
-            raise _refuse(exc) from None
-        with self.lock:
-            cur = self.store.profiles.get(key) or p
-            cur.location = Location(out["vserver"], out.get("nve"), child,
-                                    out.get("data-center"))
-            cur.state, cur.registered, cur.last_change = out["state"], True, time.time()
-            cur.port = out.get("port") or cur.port
-            self.store.put(cur)
-            self._save()
-        return {**out, "vcenter": out.get("vcenter") or child}
-
-    def _root_forward(self, rpc: str, given: Tree) -> Tree:
-        key = (given["tenant"], given["name"])
-        with self.lock:
-            p = self._profile(*key)
-            child = self._child_for(p)
-        try:
-            out = self.child_links.call(child, MODULE, rpc, given)
-        except PeerError as exc:
-            raise _refuse(exc) from None
-        with self.lock:
-            cur = self.store.profiles.get(key)
-            if cur is not None:
-                if rpc == "terminate-vm":
-                    if _true(given.get("delete-profile")) and not cur.configured:
-                        self.store.remove(key)
-                    else:
-                        cur.location, cur.state, cur.registered = Location(), "deleted", False
-                elif out.get("state"):
-                    cur.state = out["state"]
-                self._save()
-        return out
-
-    def _root_move(self, rpc: str, given: Tree) -> Tree:
-        """relocate-vm / replicate-vm at a root: within one child, forwarded; between
-        children, create at the destination child, then terminate at the source child."""
-        key, dst = (given["tenant"], given["name"]), given["destination-vserver"]
-        self._refresh_children()
-        with self.lock:
-            p = self._profile(*key)
-            src_child = self._child_for(p)
-            dst_child = given.get("destination-vcenter") or self._child_of_vserver(dst)
-            if dst_child not in self.children:
-                raise ApplyError(f"no child vCenter manages vServer {dst!r}",
-                                 tag="invalid-value", app_tag="unknown-vserver")
-        if dst_child == src_child:
-            forwarded = {k: v for k, v in given.items() if k != "destination-vcenter"}
-            try:
-                out = self.child_links.call(src_child, MODULE, rpc, forwarded)
-            except PeerError as exc:
-                raise _refuse(exc) from None
-            with self.lock:
-                moved = key if rpc == "relocate-vm" else (key[0], out["replica-name"])
-                self._root_located(moved, p, dst, dst_child, out)
-            return out
-        return self._root_cross(rpc, given, p, src_child, dst_child)
-
-    def _root_located(self, key: tuple[str, str], base: Profile, vserver: str, child: str,
-                      out: Tree) -> None:
-        cur = self.store.profiles.get(key)
-        if cur is None:
-            cur = copy.deepcopy(base)
-            cur.name, cur.configured = key[1], False
-        cur.location = Location(vserver, out.get("nve"), child)
-        cur.state, cur.registered, cur.last_change = out.get("state"), True, time.time()
-        self.store.put(cur)
-        self._save()
-
-    def _root_cross(self, rpc: str, given: Tree, p: Profile, src_child: str,
-                    dst_child: str) -> Tree:
-        t0 = time.monotonic()
-        dst = given["destination-vserver"]
-        name = (given.get("replica-name") or p.name) if rpc == "replicate-vm" else p.name
-        create: Tree = {"tenant": p.tenant, "name": name, "vserver": dst,
-                        **{k: v for k, v in self._vserver_profile(p).items()
-                           if k in ("vnid", "vlan", "vm-group", "resources", "mac-address",
-                                    "ip-address")}}
-        if rpc == "replicate-vm" and given.get("replica-mac-address"):
-            create["mac-address"] = given["replica-mac-address"]
-            create["ip-address"] = list(given.get("replica-ip-address") or [])
-            if not create["ip-address"]:
-                del create["ip-address"]
-        try:
-            out = self.child_links.call(dst_child, MODULE, "create-vm", create)
-        except PeerError as exc:
-            raise _refuse(exc) from None
-        with self.lock:
-            self._root_located((p.tenant, name), p, dst, dst_child, out)
-        terminate = rpc == "relocate-vm" or _true(given.get("terminate-source"))
-        source_state = p.state
-        if terminate:
-            try:
-                source_state = self.child_links.call(
-                    src_child, MODULE, "terminate-vm",
-                    {"tenant": p.tenant, "name": p.name,
-                     "delete-profile": True}).get("state", "deleted")
-            except PeerError as exc:
-                log.error("vcenter: %s of %s/%s: the source side at %s failed: %s", rpc,
-                          p.tenant, p.name, src_child, exc)
-            if name != p.name:
-                with self.lock:
-                    if not p.configured:
-                        self.store.remove(p.key)
-                    self._save()
-        src_vs = p.location.vserver or ""
-        if rpc == "relocate-vm":
-            reply = {"source-vserver": src_vs, "destination-vserver": dst,
-                     "state": out["state"], "duration": int((time.monotonic() - t0) * 1000)}
-        else:
-            reply = {"replica-name": name, "destination-vserver": dst, "state": out["state"]}
-            if source_state:
-                reply["source-state"] = source_state
         for leaf in ("nve", "port"):
             if out.get(leaf):
                 reply[leaf] = out[leaf]

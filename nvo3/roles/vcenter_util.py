@@ -1,0 +1,31 @@
+"""Small helpers shared by the vCenter role and its root-vCenter part."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..netconf.role import ApplyError, Tree
+from .peer_links import PeerError
+from .placement import NoCapacity
+from .profiles import ProfileError
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _list(tree: Tree | None, container: str, name: str) -> list[Tree]:
+    return list(((tree or {}).get(container) or {}).get(name) or [])
+
+
+def _true(value: Any) -> bool:
+    return value in (True, "true")
+
+
+def _refuse(exc: ProfileError | NoCapacity | PeerError, path: str | None = None) -> ApplyError:
+    if isinstance(exc, ProfileError):
+        return ApplyError(str(exc), tag=exc.tag, app_tag=exc.app_tag, path=path)
+    if isinstance(exc, NoCapacity):
+        return ApplyError(str(exc), tag="resource-denied", app_tag="no-capacity")
+    return ApplyError(str(exc), tag="operation-failed", app_tag="peer-failed")
