@@ -73,7 +73,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(json_output=args.json)
 
 
+def _lab(args: argparse.Namespace) -> int:
+    from .lab.cli import run_lab
+    return run_lab(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.what == "migration":
+        from .bench.migration import run_migration_bench
+        return run_migration_bench(json_output=args.json, moves=args.moves)
     from .bench import run_bench
     result = run_bench(args.what, entries=args.entries)
     if args.json:
@@ -128,11 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the figures as JSON")
     demo.set_defaults(func=_demo)
 
+    lab = sub.add_parser("lab", help="a whole overlay system in network namespaces")
+    lab.add_argument("action", choices=("up", "status", "down", "demo"))
+    lab.add_argument("topology", nargs="?", metavar="TOPOLOGY",
+                     help="topology file (default servers/topologies/two-dc.toml)")
+    lab.add_argument("--prefix", help="namespace name prefix (default: the topology's)")
+    lab.add_argument("--json", action="store_true", help="status/demo: print data as JSON")
+    lab.set_defaults(func=_lab)
+
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=("netconf", "nve", "fdb", "convergence"))
+    bench.add_argument("what", choices=("netconf", "nve", "fdb", "convergence", "migration"))
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--entries", type=int, default=10_000)
+    bench.add_argument("--moves", type=int, default=20, help="migration: relocations")
     bench.set_defaults(func=_bench)
+
+    from .verbs.common import add_parsers
+    add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
     return parser
 
 

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..netconf.client import Client, connect
+from ..netconf.client import Client, RemoteRpcError, connect
 from ..netconf.role import Tree
 from . import peer
 
@@ -101,7 +101,7 @@ class PeerLinks:
                 client = self._client(name)
             try:
                 return fn(client)
-            except peer.RemoteRpcError as exc:
+            except RemoteRpcError as exc:
                 raise PeerError(f"{self.kind} {name}: {exc.message or exc.tag}") from None
             except Exception as exc:
                 if client.connected and attempt == 1:

@@ -1,0 +1,136 @@
+"""`nvo3 group create|list|delete`: the vm-groups of a tenant, in the vCenter's configuration.
+
+A vm-group carries a profile (VLAN, default resources) that its member VMs inherit; the
+verbs edit /vcenter/tenants/tenant/vm-group in the running datastore (edit-config with
+operation create or delete, so an existing group is not overwritten and a missing one is
+reported by the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lxml import etree
+
+from ..netconf.client import Client, RemoteRpcError
+from ..roles import peer
+from . import OK
+from .common import NotFound, Refused, entries, run, state
+from .output import emit_json, table
+
+MODULE = "nvo3-vcenter"
+VC = "urn:nvo3:yang:nvo3-vcenter"
+NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+COLUMNS = (("tenant", "TENANT"), ("name", "GROUP"), ("vlan", "VLAN"), ("vcpus", "VCPUS"),
+           ("memory", "MEMORY"), ("disk", "DISK"), ("member-count", "MEMBERS"),
+           ("description", "DESCRIPTION"))
+
+
+def edit(tenant: str, group: str, operation: str, profile: dict[str, Any] | None = None,
+         description: str | None = None) -> str:
+    """The <config> for one vm-group edit (built without I/O)."""
+    config = etree.Element(f"{{{NC}}}config", nsmap={"nc": NC})
+    vc = etree.SubElement(config, f"{{{VC}}}vcenter", nsmap={None: VC})
+    t = etree.SubElement(etree.SubElement(vc, f"{{{VC}}}tenants"), f"{{{VC}}}tenant")
+    etree.SubElement(t, f"{{{VC}}}name").text = tenant
+    g = etree.SubElement(t, f"{{{VC}}}vm-group")
+    g.set(f"{{{NC}}}operation", operation)
+    etree.SubElement(g, f"{{{VC}}}name").text = group
+    if description:
+        etree.SubElement(g, f"{{{VC}}}description").text = description
+    if profile:
+        p = etree.SubElement(g, f"{{{VC}}}profile")
+        if profile.get("vlan") is not None:
+            etree.SubElement(p, f"{{{VC}}}vlan").text = str(profile["vlan"])
+        res = {k: v for k, v in (profile.get("resources") or {}).items() if v is not None}
+        if res:
+            r = etree.SubElement(p, f"{{{VC}}}resources")
+            for k, v in res.items():
+                etree.SubElement(r, f"{{{VC}}}{k}").text = str(v)
+    return etree.tostring(config).decode()
+
+
+def _edit(client: Client, config: str) -> None:
+    try:
+        client.edit_config(config, target="running")
+    except RemoteRpcError as exc:
+        raise Refused("edit-config", exc) from None
+
+
+def _tenants(client: Client) -> list[str]:
+    try:
+        vc = peer.get_config(client, MODULE, "vcenter")
+    except RemoteRpcError as exc:
+        raise Refused("get-config", exc) from None
+    return [t["name"] for t in entries(vc, "tenants", "tenant")]
+
+
+def create(args: argparse.Namespace, client: Client) -> int:
+    if args.tenant not in _tenants(client):
+        raise NotFound(f"the vCenter has no tenant {args.tenant!r}")
+    profile = {"vlan": args.vlan, "resources": {"vcpus": args.vcpus, "memory": args.memory,
+                                                "disk": args.disk}}
+    _edit(client, edit(args.tenant, args.name, "create", profile, args.description))
+    if args.json:
+        emit_json({"tenant": args.tenant, "name": args.name, "result": "created"})
+    else:
+        print(f"group {args.tenant}/{args.name} created")
+    return OK
+
+
+def rows_of(vc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for t in entries(vc, "tenants", "tenant"):
+        for g in t.get("vm-group") or []:
+            profile = g.get("profile") or {}
+            rows.append({"tenant": t["name"], "name": g["name"],
+                         "description": g.get("description"), "vlan": profile.get("vlan"),
+                         **(profile.get("resources") or {}),
+                         "member-count": int(g.get("member-count", 0))})
+    return rows
+
+
+def list_(args: argparse.Namespace, client: Client) -> int:
+    rows = [r for r in rows_of(state(client, MODULE, "vcenter"))
+            if args.tenant in (None, r["tenant"])]
+    if args.json:
+        emit_json(rows)
+    elif rows:
+        table(rows, COLUMNS)
+    else:
+        print("no groups")
+    return OK
+
+
+def delete(args: argparse.Namespace, client: Client) -> int:
+    _edit(client, edit(args.tenant, args.name, "delete"))
+    if args.json:
+        emit_json({"tenant": args.tenant, "name": args.name, "result": "deleted"})
+    else:
+        print(f"group {args.tenant}/{args.name} deleted")
+    return OK
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    group = sub.add_parser("group", help="a tenant's vm-groups at the vCenter")
+    verbs = group.add_subparsers(dest="group_command", required=True, metavar="VERB")
+
+    def verb(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, parents=[common])
+        p.set_defaults(func=lambda args: run("vcenter", fn, args))
+        return p
+
+    p = verb("create", create, "add a vm-group with its profile")
+    p.add_argument("name")
+    p.add_argument("-t", "--tenant", required=True)
+    p.add_argument("--vlan", type=int)
+    p.add_argument("--vcpus", type=int, help="default vCPUs of its VMs")
+    p.add_argument("--memory", type=int, metavar="MB")
+    p.add_argument("--disk", type=int, metavar="GB")
+    p.add_argument("--description")
+    p = verb("list", list_, "list vm-groups and their member counts")
+    p.add_argument("-t", "--tenant")
+    p = verb("delete", delete, "remove a vm-group")
+    p.add_argument("name")
+    p.add_argument("-t", "--tenant", required=True)

@@ -1,0 +1,45 @@
+"""`nvo3 mapping show`: the nDirector's mapping table (VM MAC/IP -> NVE, VTEP)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..netconf.client import Client
+from . import OK
+from .common import entries, run, state
+from .output import emit_json, table
+
+MODULE = "nvo3-ndirector"
+COLUMNS = (("vni", "VNI"), ("mac", "MAC"), ("ip-address", "IP"), ("nve", "NVE"),
+           ("vtep-address", "VTEP"), ("state", "STATE"), ("sequence-number", "SEQ"),
+           ("moves", "MOVES"), ("frozen", "FROZEN"))
+
+
+def rows_of(nd: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"vni": net["vni"], **m} for net in entries(nd, "mapping-table", "network")
+            for m in net.get("mapping") or []]
+
+
+def show(args: argparse.Namespace, client: Client) -> int:
+    rows = rows_of(state(client, MODULE, "ndirector"))
+    mac = args.mac.lower().replace("-", ":") if args.mac else None
+    rows = [r for r in rows if args.vni in (None, int(r["vni"])) and mac in (None, r["mac"])
+            and args.nve in (None, r.get("nve"))]
+    if args.json:
+        emit_json(rows)
+    elif rows:
+        table(rows, COLUMNS)
+    else:
+        print("no mappings")
+    return OK
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    mapping = sub.add_parser("mapping", help="the nDirector's mapping table")
+    verbs = mapping.add_subparsers(dest="mapping_command", required=True, metavar="VERB")
+    p = verbs.add_parser("show", help="VM MAC/IP -> NVE/VTEP mappings", parents=[common])
+    p.add_argument("--vni", type=int, help="only this virtual network")
+    p.add_argument("--mac", help="only this MAC address")
+    p.add_argument("--nve", help="only mappings behind this NVE")
+    p.set_defaults(func=lambda args: run("ndirector", show, args))
