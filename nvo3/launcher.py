@@ -73,8 +73,12 @@ class RoleProcess:
 def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 0,
                username: str = "admin", password: str | None = None,
                ready_timeout: float = 30.0, log_file: Path | None = None,
-               extra_args: tuple[str, ...] = ()) -> RoleProcess:
-    """Start `nvo3 serve ROLE` and wait for its ready line."""
+               extra_args: tuple[str, ...] = (), new_session: bool = False) -> RoleProcess:
+    """Start `nvo3 serve ROLE` and wait for its ready line.
+
+    `new_session`: the daemon gets a session of its own (a lab outlives the command that
+    started it, and a Ctrl-C at the terminal reaches only that command).
+    """
     state_dir = Path(state_dir)
     password = password or secrets.token_urlsafe(12)
     users_of(state_dir).add(username, password=password)
@@ -82,7 +86,8 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     cmd = [sys.executable, "-m", "nvo3.cli", "serve", role, "--listen", f"{host}:{port}",
            "--state-dir", str(state_dir), *extra_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=new_session)
     log.close()
     assert proc.stdout is not None
     deadline = time.monotonic() + ready_timeout

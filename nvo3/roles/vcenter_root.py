@@ -180,6 +180,7 @@ class RootDelegation:
                     dst_child: str) -> Tree:
         t0 = time.monotonic()
         dst = given["destination-vserver"]
+        src_vs = p.location.vserver or ""     # read now: recording the move updates `p`
         name = (given.get("replica-name") or p.name) if rpc == "replicate-vm" else p.name
         create: Tree = {"tenant": p.tenant, "name": name, "vserver": dst,
                         **{k: v for k, v in self._vserver_profile(p).items()
@@ -212,7 +213,6 @@ class RootDelegation:
                     if not p.configured:
                         self.store.remove(p.key)
                     self._save()
-        src_vs = p.location.vserver or ""
         if rpc == "relocate-vm":
             reply = {"source-vserver": src_vs, "destination-vserver": dst,
                      "state": out["state"], "duration": int((time.monotonic() - t0) * 1000)}

@@ -1,0 +1,507 @@
+"""`nvo3 lab up|status|down`: a whole overlay system on one machine, from a topology file.
+
+up
+  1. namespaces: `<prefix>-ul` holds the underlay bridge, `<prefix>-<host>` one per host
+     (its `ul0` on the underlay with the host's VTEP address);
+  2. daemons, each `nvo3 serve ROLE` in a session of its own on 127.0.0.1 with its own port
+     and password: per host an NVE agent (`--netns <prefix>-<host>`) and a vServer agent
+     (same namespace: its VMs' vNICs land there), a child vCenter per data center, a root
+     vCenter, the nDirector;
+  3. configuration, only through NETCONF, each peer given the other's host key (read from
+     its ready line) and password: NVEs (nve-id, VTEP), the nDirector (NVE inventory,
+     networks per tenant VNI), child vCenters (tenants, their vServers), the root vCenter
+     (tenants, child vCenters), vServers (their NVE and their vCenter);
+  4. the topology's VMs (not the on-demand ones): create-vm at the root vCenter, pinned to
+     the VM's vServer.
+  The state file (nvo3.lab.state) is saved after every namespace and every daemon, so a
+  crash at any point leaves enough behind for `down`. A failure or Ctrl-C in `up` runs
+  `down` before the error is shown.
+
+status
+  one table of daemons (PID alive, port, NETCONF sessions from <get> netconf-state), the
+  namespaces, and the VMs as the vServers report them.
+
+down
+  stops every daemon by its recorded PID (checked against /proc/PID/cmdline first: a reused
+  PID is never signalled), finds daemons of the lab's work directory that the state file
+  lost, kills what runs inside the lab's namespaces (VM workloads, probes) by PID, deletes
+  every namespace with the prefix, removes the work directory and the state file.
+  Idempotent; works from a stale state file, or with none (default prefix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..launcher import RoleProcess, start_role
+from ..netconf.client import Client, connect
+from ..roles import peer
+from .netns import Netns, run
+from .state import Daemon, LabState, state_path
+from .topology import Topology, VmSpec, load
+
+NVE_NS = "urn:nvo3:yang:nvo3-nve"
+VS_NS = "urn:nvo3:yang:nvo3-vserver"
+VC_NS = "urn:nvo3:yang:nvo3-vcenter"
+ND_NS = "urn:nvo3:yang:nvo3-ndirector"
+MON_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+ROOT_VCENTER = "vcenter-root"
+NDIRECTOR = "ndirector"
+REPORT_INTERVAL_S = 5
+STOP_TIMEOUT_S = 5.0
+
+Progress = Callable[[str], None]
+
+
+class LabError(RuntimeError):
+    """The lab could not be built, or is not up."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# -- names ---------------------------------------------------------------------------------
+
+def host_namespace(prefix: str, host: str) -> str:
+    return f"{prefix}-{host}"
+
+
+def vm_namespace(prefix: str, host: str, tenant: str, vm: str) -> str:
+    """The namespace the vServer of `host` gives VM tenant/vm (nvo3.roles.vm_driver)."""
+    return f"{host_namespace(prefix, host)}-vm-{tenant}:{vm}"
+
+
+def nve_name(host: str) -> str:
+    return f"nve-{host}"
+
+
+def vcenter_name(dc: str) -> str:
+    return f"vcenter-{dc}"
+
+
+def work_dir_for(prefix: str, path: Path | None = None) -> Path:
+    """Where the lab's daemons keep their state and logs (next to the state file)."""
+    return (path or state_path()).parent / f"{prefix}.d"
+
+
+# -- talking to the lab's daemons ----------------------------------------------------------
+
+def client(d: Daemon, **kwargs: Any) -> Client:
+    """A verified NETCONF session to a daemon of the lab."""
+    return connect(d.host, d.port, d.username, d.password, host_key=d.host_key,
+                   **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def session(d: Daemon) -> Iterator[Client]:
+    c = client(d)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _peer(d: Daemon, name: str, extra: str = "") -> str:
+    """The address/port/credentials/host-key leaves of a peer entry (XML)."""
+    return (f"<name>{name}</name><address>{d.host}</address><port>{d.port}</port>"
+            f"<username>{d.username}</username><password>{d.password}</password>"
+            f"<host-key>{d.host_key}</host-key>{extra}")
+
+
+def _edit(d: Daemon, ns: str, top: str, inner: str) -> None:
+    """edit-config merge of <top xmlns=ns>inner</top> into the daemon's running datastore."""
+    with session(d) as c:
+        c.edit_config(f'<config><{top} xmlns="{ns}">{inner}</{top}></config>',
+                      target="running")
+
+
+# -- up ------------------------------------------------------------------------------------
+
+@dataclass
+class _Builder:
+    topo: Topology
+    state: LabState
+    path: Path
+    say: Progress
+
+    def save(self) -> None:
+        self.state.save(self.path)
+
+    def namespaces(self) -> None:
+        net = Netns(self.state.prefix)
+        underlay = net.namespace("ul")
+        self.state.namespaces.append(underlay)
+        self.save()
+        net.bridge(underlay, "ulbr")
+        plen = self.topo.underlay.prefixlen
+        for i, h in enumerate(self.topo.hosts, 1):
+            ns = net.namespace(h.name)
+            self.state.namespaces.append(ns)
+            self.save()
+            net.veth(ns, "ul0", underlay, f"ul-{h.name}")
+            net.enslave(underlay, f"ul-{h.name}", "ulbr")
+            net.address(ns, "ul0", f"{h.underlay_address}/{plen}")
+        self.say(f"{len(self.state.namespaces)} namespaces: underlay bridge "
+                 f"{self.topo.underlay} and hosts "
+                 + ", ".join(f"{h.name} ({h.data_center}, {h.underlay_address})"
+                             for h in self.topo.hosts))
+
+    def daemons(self) -> None:
+        work = Path(self.state.work_dir)
+        plan: list[tuple[str, str, str | None, str | None]] = []   # name, role, netns, dc
+        for h in self.topo.hosts:
+            ns = host_namespace(self.state.prefix, h.name)
+            plan += [(nve_name(h.name), "nve", ns, h.data_center),
+                     (h.vserver, "vserver", ns, h.data_center)]
+        plan += [(vcenter_name(dc.name), "vcenter", None, dc.name)
+                 for dc in self.topo.data_centers]
+        plan += [(ROOT_VCENTER, "vcenter", None, None), (NDIRECTOR, "ndirector", None, None)]
+
+        def start(item: tuple[str, str, str | None, str | None]) -> Daemon:
+            name, role, ns, dc = item
+            d = work / name
+            d.mkdir(parents=True, exist_ok=True)
+            p: RoleProcess = start_role(role, d, extra_args=("--netns", ns) if ns else (),
+                                        new_session=True)
+            return Daemon(name, role, p.host, p.port, p.username, p.password, p.host_key,
+                          p.pid, str(d), ns, dc)
+
+        errors = []
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(start, item) for item in plan]
+            for f in futures:              # record every daemon that started, even on errors
+                try:
+                    self.state.daemons.append(f.result())
+                except Exception as exc:
+                    errors.append(exc)
+        self.save()
+        if errors:
+            raise LabError(f"{len(errors)} daemon(s) did not start: {errors[0]}")
+        self.say(f"{len(self.state.daemons)} daemons, each its own process and NETCONF/SSH "
+                 "server on 127.0.0.1: " + ", ".join(f"{d.name}:{d.port}"
+                                                     for d in self.state.daemons))
+
+    def configure(self) -> None:
+        st, topo = self.state, self.topo
+        # NVE agents: identity and VTEP; the vServers add networks and attachments
+        for h in topo.hosts:
+            _edit(st.daemon(nve_name(h.name)), NVE_NS, "nve",
+                  f"<nve-id>{h.name}</nve-id><local-vtep-address>{h.underlay_address}"
+                  "</local-vtep-address>")
+        # nDirector: every NVE (with its VTEP) and one network per tenant VNI
+        nves = "".join(f"<nve>{_peer(st.daemon(nve_name(h.name)), h.name)}<vtep-address>"
+                       f"{h.underlay_address}</vtep-address></nve>" for h in topo.hosts)
+        members = "".join(f"<member-nve>{h.name}</member-nve>" for h in topo.hosts)
+        nets = "".join(f"<network><vni>{t.vni}</vni><name>{t.name}</name><tenant>{t.name}"
+                       f"</tenant>{members}</network>" for t in topo.tenants)
+        _edit(st.daemon(NDIRECTOR), ND_NS, "ndirector",
+              f"<nves>{nves}</nves><networks>{nets}</networks>")
+        tenants = "<tenants>" + "".join(
+            f"<tenant><name>{t.name}</name><vnid>{t.vni}</vnid>"
+            + "".join(f"<vm-group><name>{g}</name></vm-group>" for g in t.vm_groups)
+            + "</tenant>" for t in topo.tenants) + "</tenants>"
+        # child vCenters: their data center's vServers
+        for dc in topo.data_centers:
+            vss = "".join(f"<vserver>{_peer(st.daemon(h.vserver), h.vserver)}<data-center>"
+                          f"{dc.name}</data-center><nve>{h.name}</nve></vserver>"
+                          for h in topo.hosts_in(dc.name))
+            _edit(st.daemon(vcenter_name(dc.name)), VC_NS, "vcenter",
+                  f"<name>{vcenter_name(dc.name)}</name><data-center>{dc.name}"
+                  f"</data-center>{tenants}<vservers>{vss}</vservers>")
+        # root vCenter: the children
+        children = "".join(
+            f"<child-vcenter>{_peer(st.daemon(vcenter_name(dc.name)), vcenter_name(dc.name))}"
+            f"<data-center>{dc.name}</data-center></child-vcenter>"
+            for dc in topo.data_centers)
+        _edit(st.daemon(ROOT_VCENTER), VC_NS, "vcenter",
+              f"<name>{ROOT_VCENTER}</name>"
+              + "".join(f"<data-center>{dc.name}</data-center>" for dc in topo.data_centers)
+              + f"{tenants}<child-vcenters>{children}</child-vcenters>")
+        # vServers: their NVE and their data center's vCenter
+        for h in topo.hosts:
+            cap = "".join(f"<{k}>{v}</{k}>" for k, v in h.capacity.items())
+            vc = st.daemon(vcenter_name(h.data_center))
+            _edit(st.daemon(h.vserver), VS_NS, "vserver",
+                  f"<name>{h.vserver}</name><data-center>{h.data_center}"
+                  f"</data-center><capacity>{cap}</capacity>"
+                  f"<nve>{_peer(st.daemon(nve_name(h.name)), h.name)}</nve>"
+                  f"<vcenter>{_peer(vc, vc.name)}<report-interval>{REPORT_INTERVAL_S}"
+                  "</report-interval></vcenter>")
+        self.say("configured through NETCONF: NVEs, nDirector, "
+                 f"{len(topo.data_centers)} child vCenters under {ROOT_VCENTER}, "
+                 f"{len(topo.hosts)} vServers")
+
+    def vms(self) -> None:
+        wanted = [v for v in self.topo.vms if not v.on_demand]
+        if not wanted:
+            return
+        with session(self.state.daemon(ROOT_VCENTER)) as root:
+            for v in wanted:
+                create_vm(root, self.topo, v)
+        self.say("VMs created through the root vCenter: " + ", ".join(
+            f"{v.tenant}/{v.name} on {self.topo.host(v.host).vserver}" for v in wanted))
+
+
+def create_vm(root: Client, topo: Topology, v: VmSpec, pinned: bool = True) -> dict[str, Any]:
+    """create-vm at a vCenter for a topology VM (pinned to its host's vServer, or placed)."""
+    t = topo.tenant(v.tenant)
+    given: dict[str, Any] = {"tenant": v.tenant, "name": v.name, "mac-address": v.mac,
+                             "ip-address": [v.ip], "vnid": t.vni}
+    if t.vm_groups:
+        given["vm-group"] = t.vm_groups[0]
+    if pinned:
+        given["vserver"] = topo.host(v.host).vserver
+    else:
+        given["data-center"] = topo.data_center_of(v)
+    return peer.call(root, "nvo3-vcenter", "create-vm", given)
+
+
+def _sigterm_as_interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def up(topology: Path | str | None = None, path: Path | None = None, prefix: str | None = None,
+       say: Progress = _quiet) -> LabState:
+    """Build the lab; on any failure (or Ctrl-C) everything built so far is removed."""
+    topo = load(topology)
+    path = path or state_path()
+    prefix = prefix or topo.prefix
+    if path.exists():
+        old = LabState.load(path)
+        if any(_alive(d) for d in old.daemons):
+            raise LabError(f"a lab is already up ({path}, prefix {old.prefix}): "
+                           "run `nvo3 lab down` first")
+        say(f"removing the remains of a lab that is gone ({path})")
+        down(path)
+    down_leftovers(prefix, work_dir_for(prefix, path))
+    state = LabState(prefix=prefix, topology=topo.path,
+                     work_dir=str(work_dir_for(prefix, path)))
+    Path(state.work_dir).mkdir(parents=True, exist_ok=True)
+    b = _Builder(topo, state, path, say)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        b.save()
+        b.namespaces()
+        b.daemons()
+        b.configure()
+        b.vms()
+        return state
+    except BaseException:
+        logs = failure_logs(state)
+        try:
+            down(path)
+        finally:
+            if logs:
+                say(logs)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def failure_logs(state: LabState, lines: int = 12) -> str:
+    """The last lines of the daemons' logs that mention an error (for a failed `up`)."""
+    out = []
+    for d in state.daemons:
+        log = Path(d.state_dir) / "daemon.log"
+        with contextlib.suppress(OSError):
+            tail = [ln for ln in log.read_text(errors="replace").splitlines()
+                    if "ERROR" in ln or "Traceback" in ln or "Error" in ln][-lines:]
+            if tail:
+                out.append(f"--- {d.name} ({log}):\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+# -- down ----------------------------------------------------------------------------------
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _is_ours(pid: int, state_dir: str) -> bool:
+    """PID runs `nvo3.cli serve ... --state-dir STATE_DIR` (never a reused PID)."""
+    cmd = _cmdline(pid)
+    return "nvo3.cli" in cmd and "serve" in cmd and state_dir in cmd
+
+
+def _alive(d: Daemon) -> bool:
+    return _is_ours(d.pid, d.state_dir)
+
+
+def _stop_pid(pid: int, check: Callable[[], bool], timeout: float = STOP_TIMEOUT_S) -> bool:
+    """SIGTERM, then SIGKILL; True when it was running."""
+    if not check():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and check():
+        _reap(pid)
+        time.sleep(0.05)
+    if check():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and check():
+            _reap(pid)
+            time.sleep(0.05)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect a child of ours that exited (a zombie keeps its cmdline empty, but reap it)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _orphans(work_dir: str) -> list[int]:
+    """Daemons serving from the lab's work directory that the state file does not list."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            cmd = _cmdline(int(entry.name))
+            if "nvo3.cli" in cmd and "serve" in cmd and any(
+                    a.startswith(work_dir.rstrip("/") + "/") for a in cmd):
+                pids.append(int(entry.name))
+    return pids
+
+
+def lab_namespaces(prefix: str) -> list[str]:
+    """Every namespace of the lab: `<prefix>-...` (hosts, underlay, VMs)."""
+    out = run("ip", "netns", "list").stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(f"{prefix}-")]
+
+
+def _kill_inside(ns: str) -> int:
+    """Kill by PID what runs in a lab namespace (VM workloads, probes); returns a count."""
+    pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    return len(pids)
+
+
+def down_leftovers(prefix: str, work_dir: Path) -> dict[str, int]:
+    """Remove what a lab with this prefix may have left: daemons, processes, namespaces."""
+    counts = {"daemons": 0, "processes": 0, "namespaces": 0}
+    if work_dir.exists():
+        for pid in _orphans(str(work_dir)):
+            counts["daemons"] += _stop_pid(pid, lambda p=pid: bool(_cmdline(p)))
+    for ns in lab_namespaces(prefix):
+        counts["processes"] += _kill_inside(ns)
+        run("ip", "netns", "del", ns, check=False)
+        counts["namespaces"] += 1
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return counts
+
+
+def down(path: Path | None = None, prefix: str | None = None) -> dict[str, int]:
+    """Stop and remove everything of the lab; safe to run again, or with no lab at all."""
+    path = path or state_path()
+    counts = {"daemons": 0, "processes": 0, "namespaces": 0}
+    state: LabState | None = None
+    if path.exists():
+        try:
+            state = LabState.load(path)
+        except (ValueError, TypeError, KeyError):
+            state = None                       # unreadable: fall back to the prefix
+    if state is not None:
+        for d in reversed(state.daemons):
+            counts["daemons"] += _stop_pid(d.pid, lambda d=d: _alive(d))
+    prefixes = {prefix or (state.prefix if state else None) or load().prefix}
+    for p in prefixes:
+        work = Path(state.work_dir) if state and state.work_dir else work_dir_for(p, path)
+        for k, v in down_leftovers(p, work).items():
+            counts[k] += v
+    path.unlink(missing_ok=True)
+    return counts
+
+
+# -- status --------------------------------------------------------------------------------
+
+def sessions(d: Daemon) -> int | None:
+    """NETCONF sessions on the daemon, not counting the one asking (None: unreachable)."""
+    try:
+        with session(d) as c:
+            data = c.get(filter=("subtree", f'<netconf-state xmlns="{MON_NS}"><sessions/>'
+                                            "</netconf-state>"))
+    except Exception:
+        return None
+    return len(data.findall(f".//{{{MON_NS}}}session")) - 1
+
+
+def vms_of(state: LabState) -> list[dict[str, Any]]:
+    """Every VM as its vServer reports it, with the host it runs on."""
+    rows = []
+    for d in state.of_role("vserver"):
+        try:
+            with session(d) as c:
+                tree = peer.get_state(c, "nvo3-vserver", "vserver")
+        except Exception:
+            continue
+        for vm in (tree.get("vms") or {}).get("vm", []):
+            rows.append({**vm, "vserver": d.name, "host-netns": d.netns,
+                         "data-center": d.data_center})
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    return "\n".join([line.format(*header), line.format(*("-" * w for w in widths))]
+                     + [line.format(*map(str, r)) for r in rows])
+
+
+def status(path: Path | None = None) -> str:
+    """A readable picture of the running lab."""
+    path = path or state_path()
+    state = LabState.load(path)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(sessions, state.daemons))
+    rows = [[d.name, d.role, d.data_center or "-", d.netns or "-", str(d.pid),
+             "yes" if _alive(d) else "NO", f"{d.host}:{d.port}",
+             "-" if n is None else str(n)] for d, n in zip(state.daemons, counts)]
+    out = [f"lab {state.prefix} (topology {state.topology}, state {path})", "",
+           _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "sessions"],
+                  rows)]
+    present = lab_namespaces(state.prefix)
+    hosts = [n for n in present if "-vm-" not in n]
+    out += ["", f"namespaces ({len(present)}): " + ", ".join(hosts)
+            + (f" and {len(present) - len(hosts)} VM namespaces" if len(present) > len(hosts)
+               else "")]
+    vms = vms_of(state)
+    if vms:
+        out += ["", _table(["vm", "tenant", "vnid", "vserver", "dc", "state", "mac", "ip",
+                            "nve", "attachment"],
+                           [[v["name"], v["tenant"], v.get("vnid", "-"), v["vserver"],
+                             v["data-center"] or "-", v.get("state", "-"),
+                             v.get("mac-address", "-"), ",".join(v.get("ip-address", [])),
+                             v.get("nve", "-"), v.get("attachment-state", "-")]
+                            for v in sorted(vms, key=lambda v: v["name"])])]
+    return "\n".join(out)
+
+
+def daemon_summary(path: Path | None = None) -> dict[str, Any]:
+    """status as data: daemons alive, session counts, namespaces, VMs (for --json and tests)."""
+    state = LabState.load(path or state_path())
+    return {"prefix": state.prefix,
+            "daemons": [{"name": d.name, "role": d.role, "pid": d.pid, "alive": _alive(d),
+                         "sessions": sessions(d)} for d in state.daemons],
+            "namespaces": lab_namespaces(state.prefix),
+            "vms": [{k: v.get(k) for k in ("name", "tenant", "vserver", "state",
+                                            "attachment-state")} for v in vms_of(state)]}
+
