@@ -153,10 +153,16 @@ class RemoteMac:
     ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Tens of thousands per bulk push and per dump: write back only what normalising
+        # changed (a frozen dataclass pays for every object.__setattr__).
         _vni(self.vni)
-        object.__setattr__(self, "mac", norm_mac(self.mac))
-        object.__setattr__(self, "remote_vtep", norm_ip(self.remote_vtep))
-        object.__setattr__(self, "ips", _ips(self.ips))
+        mac, vtep, ips = norm_mac(self.mac), norm_ip(self.remote_vtep), self.ips
+        if mac != self.mac:
+            object.__setattr__(self, "mac", mac)
+        if vtep != self.remote_vtep:
+            object.__setattr__(self, "remote_vtep", vtep)
+        if ips or type(ips) is not tuple:
+            object.__setattr__(self, "ips", _ips(ips))
 
     @property
     def key(self) -> tuple[int, str]:
@@ -240,9 +246,10 @@ class DesiredState:
         for kind, objs in groups.items():
             index: dict[object, KernelObject] = {}
             for obj in objs:
-                if obj.key in index and index[obj.key] != obj:
-                    raise ValueError(f"duplicate {kind} {obj.key!r}")
-                index[obj.key] = obj
+                key = obj.key
+                if key in index and index[key] != obj:
+                    raise ValueError(f"duplicate {kind} {key!r}")
+                index[key] = obj
             self._index[kind] = index
 
     def by_kind(self, kind: str) -> dict[object, KernelObject]:

@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 NETLINK_ROUTE = 0
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
@@ -43,7 +43,9 @@ SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 CLONE_NEWNET = 0x40000000
 CHUNK = 1024  # messages per send(); ACKs of one chunk fit the receive buffer
-BUF = 8 << 20
+BUF = 8 << 20   # socket buffers (SO_SNDBUF/SO_RCVBUF)
+RECV = 1 << 16  # one recv(): the kernel caps a dump datagram at 32 KiB, a notification or an
+                # ACK is one message.  Not BUF: recv(8 MiB) allocates (mmap) 8 MiB per call.
 
 _HDR = struct.Struct("=IHHII")          # nlmsghdr
 _ND = struct.Struct("=BxxxiHBB")        # ndmsg
@@ -56,9 +58,12 @@ OP_APPEND = (RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_APPEND)
 OP_DEL = (RTM_DELNEIGH, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class NeighMsg:
-    """One neighbour/FDB operation; ``mac``/``dst`` are raw bytes (or None)."""
+class NeighMsg(NamedTuple):
+    """One neighbour/FDB operation; ``mac``/``dst`` are raw bytes (or None).
+
+    A named tuple: a 10k-entry push builds 20k of them (and their undo), and a tuple is
+    several times cheaper to create than a frozen dataclass.
+    """
 
     op: tuple[int, int]
     family: int
@@ -69,9 +74,8 @@ class NeighMsg:
     dst: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class NeighEntry:
-    """One entry of a neighbour dump."""
+class NeighEntry(NamedTuple):
+    """One entry of a neighbour dump (a named tuple: dumps hold tens of thousands)."""
 
     family: int
     ifindex: int
@@ -99,16 +103,46 @@ def _layout(has_mac: bool, dst_len: int) -> struct.Struct:
 
 def encode(msg: NeighMsg, seq: int, ack: bool = True) -> bytes:
     """Pack one message with sequence number ``seq`` (``ack``: request NLM_F_ACK)."""
-    dlen = len(msg.dst) if msg.dst else 0
-    st = _layout(msg.mac is not None, dlen)
-    args: list[object] = [st.size, msg.op[0], NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | msg.op[1],
-                          seq, 0,
-                          msg.family, msg.ifindex, msg.state, msg.flags, 0]
-    if msg.mac is not None:
-        args += [10, NDA_LLADDR, msg.mac]
-    if dlen:
-        args += [4 + dlen, NDA_DST, msg.dst]
-    return st.pack(*args)
+    (mtype, extra), family, ifindex, state, flags, mac, dst = msg
+    fl = NLM_F_REQUEST | (NLM_F_ACK if ack else 0) | extra
+    if mac is not None:
+        if dst:
+            st = _structs.get((True, len(dst))) or _layout(True, len(dst))
+            return st.pack(st.size, mtype, fl, seq, 0, family, ifindex, state, flags, 0,
+                           10, NDA_LLADDR, mac, 4 + len(dst), NDA_DST, dst)
+        st = _structs.get((True, 0)) or _layout(True, 0)
+        return st.pack(st.size, mtype, fl, seq, 0, family, ifindex, state, flags, 0,
+                       10, NDA_LLADDR, mac)
+    if dst:
+        st = _layout(False, len(dst))
+        return st.pack(st.size, mtype, fl, seq, 0, family, ifindex, state, flags, 0,
+                       4 + len(dst), NDA_DST, dst)
+    st = _layout(False, 0)
+    return st.pack(st.size, mtype, fl, seq, 0, family, ifindex, state, flags, 0)
+
+
+LLADDR6 = b"\x0a\x00\x02\x00"      # rtattr header: length 10, NDA_LLADDR
+DST4 = b"\x08\x00\x01\x00"         # rtattr header: length 8, NDA_DST (IPv4)
+
+
+def echo_key(data: bytes) -> bytes | None:
+    """What identifies the change of a one-message FDB datagram: type, family, ifindex,
+    MAC and IPv4 destination; the same bytes for the request nvo3 sent (see
+    :func:`send_batch`) and the kernel's notification of it.  None: not that layout.
+
+    Layout (request and notification alike): nlmsghdr (16) + ndmsg (12) + NDA_LLADDR (12)
+    [+ NDA_DST (8)]; the notification carries more attributes after these.
+
+    Dropping a notification whose key the agent just sent is what the agent's relevance
+    check would conclude anyway (the entry as desired, or a deletion of an undesired one);
+    a key that never gets its echo (a REPLACE that changed nothing) is cleared with the
+    next apply, before the desired state can change.
+    """
+    if len(data) < 40 or data[16] != AF_BRIDGE or data[28:32] != LLADDR6 \
+            or _U32.unpack_from(data)[0] != len(data):
+        return None
+    end = 48 if len(data) >= 48 and data[40:44] == DST4 else 40
+    return data[4:6] + data[16:24] + data[28:end]
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -118,7 +152,7 @@ def mac_bytes(mac: str) -> bytes:
 
 def mac_text(raw: bytes) -> str:
     """6 bytes -> ``aa:bb:..``."""
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def ip_bytes(ip: str) -> tuple[int, bytes]:
@@ -187,18 +221,29 @@ def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, memoryview]]:
         off += (length + 3) & ~3
 
 
-def send_batch(sock: socket.socket, msgs: list[NeighMsg], timeout: float = 10.0) -> dict[int, int]:
-    """Send ``msgs``; return {index of failed message: errno} (empty = all done)."""
+def send_batch(sock: socket.socket, msgs: list[NeighMsg], timeout: float = 10.0,
+               echoes: set[bytes] | None = None) -> dict[int, int]:
+    """Send ``msgs``; return {index of failed message: errno} (empty = all done).
+
+    ``echoes``: a set shared with a :class:`~nvo3.dataplane.monitor.Monitor`; the
+    :func:`echo_key` of every message sent is added to it first, so the monitor can drop
+    the kernel's notification of the change without decoding it.
+    """
     failures: dict[int, int] = {}
     sock.settimeout(timeout)
     base = 1
     for start in range(0, len(msgs), CHUNK):
         chunk = msgs[start:start + CHUNK]
         last = base + len(chunk) - 1
-        sock.sendall(b"".join(encode(m, base + i, base + i == last) for i, m in enumerate(chunk)))
+        frames = [encode(m, seq, False) for seq, m in enumerate(chunk[:-1], base)]
+        frames.append(encode(chunk[-1], last))
+        if echoes is not None:
+            echoes.update([f[4:6] + f[16:24] + f[28:] for f in frames
+                           if len(f) in (40, 48) and f[16] == AF_BRIDGE and f[28:32] == LLADDR6])
+        sock.sendall(b"".join(frames))
         done = False
         while not done:
-            for mtype, _f, seq, payload in iter_messages(sock.recv(BUF)):
+            for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
                 if mtype != NLMSG_ERROR or not base <= seq <= last:
                     continue
                 err = -_ERR.unpack_from(payload)[0]
@@ -217,7 +262,7 @@ def dump(sock: socket.socket, family: int, timeout: float = 10.0) -> list[NeighE
     sock.sendall(req)
     out: list[NeighEntry] = []
     while True:
-        for mtype, _f, seq, payload in iter_messages(sock.recv(BUF)):
+        for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
             if seq != 0x7fff0001:
                 continue
             if mtype == NLMSG_DONE:
@@ -259,7 +304,7 @@ def dump_links(sock: socket.socket, timeout: float = 10.0) -> list[LinkEntry]:
     sock.sendall(req)
     out: list[LinkEntry] = []
     while True:
-        for mtype, _f, seq, payload in iter_messages(sock.recv(BUF)):
+        for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
             if seq != 0x7fff0002:
                 continue
             if mtype == NLMSG_DONE:

@@ -14,6 +14,7 @@ as applied, so it stays pending and the next ``pending()`` retries it.  A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from nvo3.dataplane.model import KIND_OF, KINDS, DesiredState, KernelObject
 
@@ -21,9 +22,11 @@ from nvo3.dataplane.model import KIND_OF, KINDS, DesiredState, KernelObject
 APPLY_ORDER: tuple[str, ...] = KINDS
 
 
-@dataclass(frozen=True)
-class Update:
-    """Make ``new`` real; ``old`` is what the dataplane holds now (None = absent)."""
+class Update(NamedTuple):
+    """Make ``new`` real; ``old`` is what the dataplane holds now (None = absent).
+
+    A named tuple: a bulk push makes one per entry, and a tuple is cheaper than a dataclass.
+    """
 
     new: KernelObject
     old: KernelObject | None = None
@@ -103,14 +106,20 @@ class DeltaTracker:
             deletes.extend(self.pending_deletions(kind).values())
         updates: list[Update] = []
         for kind in APPLY_ORDER:
-            actual = self.dataplane[kind]
-            updates.extend(Update(v, actual.get(k)) for k, v in self.pending_updates(kind).items())
+            get = self.dataplane[kind].get
+            for k, v in self.desired[kind].items():
+                old = get(k)
+                if old is None:
+                    updates.append(Update(v))
+                elif old != v:
+                    updates.append(Update(v, old))
         return Batch(tuple(deletes), tuple(updates))
 
     # -- results -------------------------------------------------------------
     def applied(self, batch: Batch) -> None:
         """Record that the kernel layer applied ``batch`` completely."""
+        dataplane = self.dataplane
         for obj in batch.deletes:
-            self.dataplane[_kind(obj)].pop(obj.key, None)
-        for upd in batch.updates:
-            self.dataplane[_kind(upd.new)][upd.new.key] = upd.new
+            dataplane[KIND_OF[type(obj)]].pop(obj.key, None)
+        for new, _old in batch.updates:
+            dataplane[KIND_OF[type(new)]][new.key] = new

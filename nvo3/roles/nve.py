@@ -25,11 +25,13 @@ Design notes:
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
+from contextlib import contextmanager
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nvo3.dataplane.kernel import ApplyError as KernelApplyError
 from nvo3.dataplane.kernel import Kernel, PyrouteKernel
@@ -47,13 +49,31 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-nve"
 DEBOUNCE_S = 0.05
 RETRY_S = 5.0
-OWN_LINK_EVENTS_S = 1.0  # link events this soon after the agent changed links: its own, probably
+# link events this soon after the agent changed links: its own, probably.  Not 1 s: the kernel's
+# linkwatch reports carrier/operstate changes up to a second (HZ) late, and a new bridge's
+# carrier-up came at 1.0-1.1 s, after the window: a full resync (a 10k-entry dump) instead of
+# the cheap link check, racing the next commit.
+OWN_LINK_EVENTS_S = 2.0
 MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
 StatusKey = nd.StatusKey
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Python's cyclic GC paused: a bulk commit allocates ~10 objects per entry, and with the
+    engine's large configuration trees alive each full collection walks all of them (~10% of
+    a 10k-entry commit).  Nothing here makes cycles; collection resumes right after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def status_key(obj: KernelObject) -> StatusKey:
@@ -133,6 +153,8 @@ class NveRole(Role):
         self.kernel = self._kernel_factory(self.netns)
         if self._use_monitor:
             self.monitor = Monitor(self._on_events, netns=self.netns).start()
+            if hasattr(self.kernel, "echoes"):  # own FDB changes: not decoded, not checked
+                self.kernel.echoes = self.monitor.echoes
             self._thread = threading.Thread(target=self._repair_loop, daemon=True,
                                             name=f"nvo3-nve-repair-{self.netns}")
             self._thread.start()
@@ -154,7 +176,7 @@ class NveRole(Role):
         """Program ``change.after``; refuse it (ApplyError) if it cannot be programmed."""
         t0 = time.perf_counter()
         after = change.after
-        with self.lock:
+        with self.lock, _no_gc():
             t1 = time.perf_counter()
             reconcile = not self._started
             links = self._fast_links()
@@ -212,8 +234,8 @@ class NveRole(Role):
         self.kernel.apply(batch)
         self.tracker.applied(batch)
         stamp = _now()
-        for upd in batch.updates:
-            self.programmed_at[status_key(upd.new)] = stamp
+        self.programmed_at.update({(KIND_OF[type(new)], new.key): stamp
+                                   for new, _old in batch.updates})
         for obj in batch.deletes:
             self.programmed_at.pop(status_key(obj), None)
 
