@@ -45,10 +45,8 @@ def merged(schema: Schema, base: Snapshot, config: etree._Element) -> Snapshot:
         tree = edit
     else:
         tree = base.dnode.duplicate(with_siblings=True, recursive=True)
-        try:
-            tree.merge(edit, with_siblings=True)
-        finally:
-            edit.free()
+        # destruct: libyang moves the edit's nodes into the tree instead of copying them
+        tree.merge(edit, with_siblings=True, destruct=True)
     try:
         tree.first_sibling().validate_all(no_state=True)
     except libyang.LibyangError as exc:
