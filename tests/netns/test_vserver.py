@@ -271,6 +271,22 @@ def test_create_ping_modify_terminate(overlay: Overlay) -> None:
                    power_state="powered-on")["state"] == "powered-on"
     assert wait_for(lambda: overlay.ping(h2, "vm2", ip(11), count=1))
 
+    # a MAC change: the vNIC and the NVE attachment follow, the overlay still reaches it
+    h1.call("modify-vm", tenant="t1", name="vm1", mac_address=mac(12))
+    assert mac(12) in lab.sh("ip", "-n", h1.vm_ns("vm1"), "link", "show", "eth0").stdout
+    assert attachments(h1) == {mac(12): "activated"}
+    lab.sh("ip", "-n", h2.vm_ns("vm2"), "neigh", "flush", "all")
+    assert wait_for(lambda: overlay.ping(h2, "vm2", ip(11), count=1))
+
+    # a VNI change: vm1 leaves vm2's virtual network (unreachable), then comes back
+    h1.call("modify-vm", tenant="t1", name="vm1", vnid=VNI + 1)
+    assert h1.vms()["vm1"]["vnid"] == VNI + 1
+    lab.sh("ip", "-n", h2.vm_ns("vm2"), "neigh", "flush", "all")
+    assert not overlay.ping(h2, "vm2", ip(11), count=2)
+    h1.call("modify-vm", tenant="t1", name="vm1", vnid=VNI)
+    lab.sh("ip", "-n", h2.vm_ns("vm2"), "neigh", "flush", "all")
+    assert wait_for(lambda: overlay.ping(h2, "vm2", ip(11), count=1))
+
     # terminate: nothing left behind
     port2 = h2.vms()["vm2"]["port"]
     assert h2.call("terminate-vm", tenant="t1", name="vm2") == {"state": "deleted"}
