@@ -3,6 +3,10 @@
 # tests/clients/test_netconf_console.py. Usage:
 #   NC_HOST=127.0.0.1 NC_PORT=8300 NC_USER=admin NC_PASSWORD=... \
 #   NC_SSH_CONFIG=./ssh_config bash clients/netconf-console/recipes.sh RECIPE
+# or, against a daemon of the running lab (`nvo3 lab up`; lab-env.py fills the NC_* variables
+# from the lab state, $NVO3_LAB_STATE or /run/nvo3/lab.json):
+#   NC_LAB=ndirector bash clients/netconf-console/recipes.sh edit_config clients/netconf-console/lab/network.xml
+#   NC_LAB=vcenter-root bash clients/netconf-console/recipes.sh lookup_vm clients/netconf-console/lab/lookup-vm.xml
 # Host keys are verified (--hostkey-verify): netconf-console2 reads the known_hosts file named
 # by UserKnownHostsFile in NC_SSH_CONFIG (without it, ~/.ssh/known_hosts). Entries for a port
 # other than 22 are written "[HOST]:PORT KEYTYPE BASE64" (the key is on the daemon's ready line).
@@ -13,6 +17,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 examples="$here/../../yang/examples/rpc"
 NCC=${NCC:-netconf-console2}
+
+if [ -n "${NC_LAB:-}" ]; then
+    lab_env=$("${PYTHON:-python3}" "$here/lab-env.py" "$NC_LAB")
+    eval "$lab_env"
+fi
 
 nc() {
     local ssh=()
