@@ -50,6 +50,8 @@ class RootDelegation:
             with self.lock:
                 self.child_state[name] = {"load": total, "members": members,
                                           "vservers": {v["name"] for v in vservers},
+                                          "data-centers": {v["name"]: v.get("data-center")
+                                                           for v in vservers},
                                           "at": now}
         return self.child_state
 
@@ -171,7 +173,9 @@ class RootDelegation:
         if cur is None:
             cur = copy.deepcopy(base)
             cur.name, cur.configured = key[1], False
-        cur.location = Location(vserver, out.get("nve"), child)
+        dc = out.get("data-center") or \
+            self.child_state.get(child, {}).get("data-centers", {}).get(vserver)
+        cur.location = Location(vserver, out.get("nve"), child, dc)
         cur.state, cur.registered, cur.last_change = out.get("state"), True, time.time()
         self.store.put(cur)
         self._save()

@@ -195,8 +195,7 @@ def test_verbs_agree_with_ansible(lab: Path) -> None:
     vm = next(v for v in vms if (v["tenant"], v["name"]) == (VM["tenant"], VM["name"]))
     assert (vm["vserver"], vm["nve"], vm["mac-address"], vm["state"]) == \
         (VM["to"], VM["nve"], VM["mac"], "powered-on")
-    print(vm)
-    assert vm["location"]["vserver"] == VM["to"]
+    assert (vm["location"]["vserver"], vm["location"].get("data-center")) == (VM["to"], "dc2")
     rows = json.loads(nvo3("mapping", "show", "--json", "--mac", VM["mac"], state=lab).stdout)
     assert [(r["vni"], r["nve"], r["vtep-address"]) for r in rows] == \
         [(10010, VM["nve"], VM["vtep"])]
