@@ -2,13 +2,21 @@
 
 Order of one apply (written down, undone in reverse on any failure):
 
-1. deletions: policies, then remote MACs + flood entries (one bulk netlink
-   step), then ports, then networks;
-2. updates: networks (bridge, VXLAN device, enslave, neigh_suppress), ports,
-   then flood entries + remote MACs (one bulk step: flood ``00:..:00 dst VTEP``
-   with NLM_F_APPEND, unicast ``MAC dst VTEP self permanent`` and the bridge
-   entry ``MAC master static`` with NLM_F_REPLACE, permanent neighbour entries
-   on the bridge for ARP/ND suppression), then policies.
+1. deletions: remote MACs + flood entries (one bulk netlink step), then ports (released from
+   their bridge: one bulk netlink step), then networks;
+2. networks (bridge, VXLAN device, enslave, neigh_suppress);
+3. nftables: every anti-spoofing and policy change of the batch (ports going away, new and
+   changed ports, policies removed, added, changed) as ONE nft script (one transaction, see
+   :mod:`nvo3.dataplane.policy`): after the ports are released (no window without
+   anti-spoofing on a port that still forwards), before new ports are enslaved (their
+   anti-spoofing and ACL are in force before their first frame), and after the networks: the
+   table must not be created before the namespace's first bridge (measured on this kernel:
+   created before it, the table's ``forward`` hook chain never sees a frame, ``prerouting``
+   does);
+4. ports (enslaved, alias, up: one bulk netlink step, one RTM_NEWLINK per port), then flood
+   entries + remote MACs (one bulk step: flood ``00:..:00 dst VTEP`` with NLM_F_APPEND, unicast
+   ``MAC dst VTEP self permanent`` and the bridge entry ``MAC master static`` with
+   NLM_F_REPLACE, permanent neighbour entries on the bridge for ARP/ND suppression).
 
 If any step fails, every step already done in this apply is undone in reverse
 and :class:`ApplyError` is raised naming the object and the kernel's reason.
@@ -32,8 +40,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from nvo3.dataplane import links, nlbulk
 from nvo3.dataplane.model import (KIND_OF, ZERO_MAC, DesiredState, FloodEntry, KernelObject,
                                   Network, Policy, Port, RemoteMac, vni_of)
-from nvo3.dataplane.nlbulk import AF_BRIDGE, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT
-from nvo3.dataplane.policy import NftPolicy
+from nvo3.dataplane.nlbulk import (AF_BRIDGE, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT,
+                                  LinkSet)
+from nvo3.dataplane.policy import NftError, NftPolicy
 from nvo3.dataplane.tracker import Batch, Update
 
 log = logging.getLogger(__name__)
@@ -74,6 +83,7 @@ class PyrouteKernel:
         self.sock = nlbulk.open_socket(netns)
         self.policy = NftPolicy(netns)
         self._idx: dict[str, int] = {}
+        self._links: dict[str, nlbulk.LinkEntry] = {}
         self._devs: dict[int, tuple[int, int]] = {}    # vni -> (vx, br) ifindex, per _idx
         self.echoes: set[bytes] | None = None   # a Monitor's: echo keys of what we send
 
@@ -81,6 +91,7 @@ class PyrouteKernel:
         """Release the netlink sockets."""
         self.ipr.close()
         self.sock.close()
+        self.policy.close()
 
     def __enter__(self) -> "PyrouteKernel":
         return self
@@ -94,7 +105,8 @@ class PyrouteKernel:
         return nlbulk.dump_links(self.sock)
 
     def _index(self) -> dict[str, int]:
-        return {lk.name: lk.index for lk in self.links()}
+        self._links = {lk.name: lk for lk in self.links()}
+        return {name: lk.index for name, lk in self._links.items()}
 
     def dump(self) -> DesiredState:
         """Read networks, ports, FDB, neighbours and policies back from the kernel."""
@@ -109,8 +121,12 @@ class PyrouteKernel:
                 networks.append(net)
                 vx_vni[lk["index"]] = vni
                 br_vni[all_links[net.bridge]["index"]] = vni
+        policies = self.policy.dump()       # reads nvo3's nftables table (the one listing)
+        macs = self.policy.port_macs()
+        # a port counts as attached only with its anti-spoofing in place (else it is re-done)
         ports = [p for lk in all_links.values() if links.attr(lk, "IFLA_MASTER") in br_vni
-                 for p in [links.port_from(lk, br_vni[links.attr(lk, "IFLA_MASTER")])] if p]
+                 for p in [links.port_from(lk, br_vni[links.attr(lk, "IFLA_MASTER")])]
+                 if p and macs.get(p.name) == p.mac.lower()]
         ips: dict[tuple[int, str], list[str]] = {}
         for fam in (socket.AF_INET, socket.AF_INET6):
             for e in nlbulk.dump(self.sock, fam):
@@ -133,7 +149,8 @@ class PyrouteKernel:
                   for (vni, mac), vtep in selfs.items() if (vni, mac) in masters]
         return DesiredState(networks=tuple(networks), ports=tuple(ports), floods=tuple(floods),
                             remote_macs=tuple(remote),
-                            policies=tuple(self.policy.dump({p.name for p in ports})))
+                            policies=tuple(p for p in policies
+                                           if p.port in {q.name for q in ports}))
 
     # -- apply -----------------------------------------------------------------
     def apply(self, batch: Batch) -> None:
@@ -149,30 +166,29 @@ class PyrouteKernel:
             self.echoes.clear()     # left over from an earlier apply: decoded as usual then
         try:
             self._idx, self._devs = self._index(), {}
-            for obj in dels["policy"]:
-                self._step(undo, obj, lambda o=obj: self.policy.remove(o))
             ops = _Ops()
             for o in (*dels["remote_mac"], *dels["flood"]):
                 self._ops(ops, o, delete=True)
             self._bulk(undo, ops)
-            for obj in dels["port"]:
-                self._step(undo, obj, lambda o=obj: self._detach(o))
+            self._detach(undo, dels["port"])  # type: ignore[arg-type]
             for obj in dels["network"]:
                 self._step(undo, obj, lambda o=obj: self._drop_network(o))
             if dels["port"] or dels["network"]:
                 self._idx, self._devs = self._index(), {}
+            for u in ups["port"]:             # before anything is done: the port must exist
+                if u.new.name not in self._idx:  # type: ignore[attr-defined]
+                    raise ApplyError(u.new, errno.ENODEV, f"{nlbulk.errno_text(errno.ENODEV)}: "
+                                     f"port {u.new.name} does not exist")  # type: ignore
             for u in ups["network"]:
                 self._step(undo, u.new, lambda o=u.new: self._network(o))
-            for u in ups["port"]:
-                self._step(undo, u.new, lambda u=u: self._port(u))
             if ups["network"]:
                 self._idx, self._devs = self._index(), {}
+            self._nft(undo, dels["port"], ups["port"], dels["policy"], ups["policy"])
+            self._attach(undo, [u.new for u in ups["port"]])  # type: ignore[misc]
             ops = _Ops()
             for u in (*ups["flood"], *ups["remote_mac"]):
                 self._update_ops(ops, u)
             self._bulk(undo, ops)
-            for u in ups["policy"]:
-                self._step(undo, u.new, lambda u=u: self.policy.put(u.new, u.old))
         except ApplyError as exc:
             self._revert(undo)
             log.warning("apply of %d changes failed and was reverted: %s", len(batch), exc)
@@ -205,19 +221,82 @@ class PyrouteKernel:
         links.delete_link(self.ipr, net.bridge)
         return lambda: (links.ensure_network(self.ipr, net), None)[1]
 
-    def _port(self, u: Update) -> Callable[[], None]:
-        fn = links.attach_port(self.ipr, u.new)  # type: ignore[arg-type]
+    def _nft(self, undo: list[Callable[[], None]], gone: list[KernelObject],
+             ports: list[Update], pol_gone: list[KernelObject], pols: list[Update]) -> None:
+        """Every anti-spoofing and policy change of the apply: one nft script."""
+        spoof: dict[str, tuple[str | None, object]] = {}
+        for p in gone:
+            spoof[p.name] = (None, p)  # type: ignore[attr-defined]
+        for u in ports:
+            spoof[u.new.name] = (u.new.mac, u.new)  # type: ignore[attr-defined]
+        policies: dict[str, tuple[Policy | None, object]] = {}
+        for p in pol_gone:
+            policies[p.port] = (None, p)  # type: ignore[attr-defined]
+        for u in pols:
+            policies[u.new.port] = (u.new, u.new)  # type: ignore[attr-defined]
+        if not spoof and not policies:
+            return
         try:
-            spoof = self.policy.put_port(u.new)  # type: ignore[arg-type]
-        except BaseException:
-            fn()
-            raise
-        return lambda: (spoof(), fn())[1]
+            undo.append(self.policy.apply(spoof, policies))
+        except NftError as exc:
+            obj = exc.obj if exc.obj is not None else next(iter((*spoof.values(),
+                                                               *policies.values())))[1]
+            raise ApplyError(obj, exc.errno or 0, str(exc)) from exc
 
-    def _detach(self, port: Port) -> Callable[[], None]:
-        spoof = self.policy.remove_port(port)
-        fn = links.detach_port(self.ipr, port)
-        return lambda: (fn(), spoof())[1]
+    def _attach(self, undo: list[Callable[[], None]], ports: list[Port]) -> None:
+        """Enslave ports to their bridges, set their alias and up: one bulk netlink step
+        (a port with a VLAN: pyroute2, one port at a time)."""
+        msgs, back, objs = [], [], []
+        for port in ports:
+            if port.vlan is not None:
+                self._step(undo, port, lambda p=port: links.attach_port(self.ipr, p))
+                continue
+            lk, br = self._links.get(port.name), self._links.get(f"br-{port.vni}")
+            if lk is None:
+                raise ApplyError(port, errno.ENODEV, f"{nlbulk.errno_text(errno.ENODEV)}: "
+                                 f"port {port.name} does not exist")
+            if br is None or not br.alias.startswith(links.OWNER_ALIAS):
+                raise ApplyError(port, errno.ENODEV, f"{nlbulk.errno_text(errno.ENODEV)}: "
+                                 f"bridge br-{port.vni} does not exist")
+            msgs.append(LinkSet(lk.index, br.index, links.port_alias(port), True))
+            back.append(LinkSet(lk.index, lk.master, lk.alias,
+                                None if lk.flags & 1 else False))
+            objs.append(port)
+        self._links_step(undo, msgs, back, objs)
+
+    def _detach(self, undo: list[Callable[[], None]], ports: list[Port]) -> None:
+        """Release ports nvo3 attached (absent is success): one bulk netlink step."""
+        msgs, back, objs = [], [], []
+        for port in ports:
+            lk = self._links.get(port.name)
+            if lk is None or not lk.alias.startswith(links.PORT_ALIAS):
+                continue
+            msgs.append(LinkSet(lk.index, 0, ""))
+            back.append(LinkSet(lk.index, lk.master, lk.alias))
+            objs.append(port)
+        self._links_step(undo, msgs, back, objs, ok=OK_ON_DELETE)
+
+    def _links_step(self, undo: list[Callable[[], None]], msgs: list[LinkSet],
+                    back: list[LinkSet], objs: list[Port], ok: set[int] | None = None) -> None:
+        if not msgs:
+            return
+        failures = nlbulk.send_link_sets(self.sock, msgs)
+        failures = {i: e for i, e in failures.items() if e not in (ok or ())}
+
+        def revert(skip: dict[int, int] = failures) -> None:
+            bad = nlbulk.send_link_sets(self.sock, [back[i] for i in range(len(back) - 1, -1, -1)
+                                                    if i not in skip])
+            bad = {i: e for i, e in bad.items() if e not in OK_ON_DELETE}
+            if bad:
+                log.error("%d link undo messages failed, first: %s", len(bad),
+                          nlbulk.errno_text(next(iter(bad.values()))))
+        if failures:
+            revert()
+            i, err = min(failures.items())
+            hint = " (a Linux bridge has at most 1,024 ports)" if err == errno.EXFULL else ""
+            raise ApplyError(objs[i], err, f"{nlbulk.errno_text(err)}{hint}"
+                             + (f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""))
+        undo.append(revert)
 
     # -- FDB / neighbour messages ----------------------------------------------
     def _devices(self, obj: KernelObject) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 NETLINK_ROUTE = 0
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
@@ -229,18 +229,27 @@ def send_batch(sock: socket.socket, msgs: list[NeighMsg], timeout: float = 10.0,
     :func:`echo_key` of every message sent is added to it first, so the monitor can drop
     the kernel's notification of the change without decoding it.
     """
+    def frames(chunk: list[NeighMsg], base: int) -> list[bytes]:
+        out = [encode(m, seq, False) for seq, m in enumerate(chunk[:-1], base)]
+        out.append(encode(chunk[-1], base + len(chunk) - 1))
+        if echoes is not None:
+            echoes.update([f[4:6] + f[16:24] + f[28:] for f in out
+                           if len(f) in (40, 48) and f[16] == AF_BRIDGE and f[28:32] == LLADDR6])
+        return out
+    return send_frames(sock, msgs, frames, timeout)
+
+
+def send_frames(sock: socket.socket, items: list, frames: Callable[[list, int], list[bytes]],
+                timeout: float = 10.0) -> dict[int, int]:
+    """Send ``items`` in chunks of :data:`CHUNK`, ``frames(chunk, first seq)`` encoding one
+    chunk (only its last message with NLM_F_ACK); {index of failed item: errno}."""
     failures: dict[int, int] = {}
     sock.settimeout(timeout)
     base = 1
-    for start in range(0, len(msgs), CHUNK):
-        chunk = msgs[start:start + CHUNK]
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
         last = base + len(chunk) - 1
-        frames = [encode(m, seq, False) for seq, m in enumerate(chunk[:-1], base)]
-        frames.append(encode(chunk[-1], last))
-        if echoes is not None:
-            echoes.update([f[4:6] + f[16:24] + f[28:] for f in frames
-                           if len(f) in (40, 48) and f[16] == AF_BRIDGE and f[28:32] == LLADDR6])
-        sock.sendall(b"".join(frames))
+        sock.sendall(b"".join(frames(chunk, base)))
         done = False
         while not done:
             for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
@@ -314,6 +323,37 @@ def dump_links(sock: socket.socket, timeout: float = 10.0) -> list[LinkEntry]:
                 raise OSError(err, f"link dump: {os.strerror(err)}")
             if mtype == RTM_NEWLINK:
                 out.append(parse_link(payload))
+
+
+class LinkSet(NamedTuple):
+    """One RTM_NEWLINK "set" of a link: its master (0 = none), ifalias, and IFF_UP (True: up,
+    False: down, None: leave it)."""
+
+    index: int
+    master: int
+    alias: str
+    up: bool | None = None
+
+
+def encode_link_set(msg: LinkSet, seq: int, ack: bool = True) -> bytes:
+    """One RTM_NEWLINK setting IFLA_MASTER, IFLA_IFALIAS (no NUL, as iproute2) and IFF_UP."""
+    alias = msg.alias.encode()
+    attrs = _RTA.pack(8, IFLA_MASTER) + _U32.pack(msg.master) + \
+        _RTA.pack(4 + len(alias), IFLA_IFALIAS) + alias + bytes(-len(alias) % 4)
+    flags = 1 if msg.up else 0                       # IFF_UP
+    change = 0 if msg.up is None else 1
+    body = _IFI.pack(socket.AF_UNSPEC, 0, msg.index, flags, change) + attrs
+    fl = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
+    return _HDR.pack(16 + len(body), RTM_NEWLINK, fl, seq, 0) + body
+
+
+def send_link_sets(sock: socket.socket, msgs: list[LinkSet],
+                   timeout: float = 10.0) -> dict[int, int]:
+    """Send link "set" messages in bulk; {index of failed message: errno}."""
+    def frames(chunk: list[LinkSet], base: int) -> list[bytes]:
+        last = base + len(chunk) - 1
+        return [encode_link_set(m, seq, seq == last) for seq, m in enumerate(chunk, base)]
+    return send_frames(sock, msgs, frames, timeout)
 
 
 def parse_link(payload: memoryview) -> LinkEntry:

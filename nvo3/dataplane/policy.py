@@ -5,15 +5,17 @@ Why nftables and not tc: this kernel (6.18, a minimal config) has no
 ... flower ... action drop`` fails with "TC classifier not found"), so tc can
 neither match MACs nor drop nor police.  It does have nf_tables with the
 bridge family and ``nft_limit``; nftables also gives one atomic transaction
-per change (``nft -f``) and per-port chains that are easy to own and remove.
-Needs the ``nftables`` package (the ``nft`` binary, 1.0.6 on Debian 12).
+per change (one script) and per-port chains that are easy to own and remove.
+Needs the ``nftables`` package (``libnftables.so.1`` and the ``nft`` binary, 1.0.6 on Debian 12).
 
 Layout, all in nvo3's own table ``bridge nvo3`` (nothing else is touched)::
 
-    map spoof   { type ifname : verdict }   "<port>" : jump s-<port>
-    map from_vm { type ifname : verdict }   "<port>" : jump o-<port>
-    map to_vm   { type ifname : verdict }   "<port>" : jump i-<port>
-    chain prerouting (hook, policy accept): iifname vmap @spoof
+    set vm_ports { type ifname }                 ports under anti-spoofing
+    set vm_macs  { type ifname . ether_addr }    (port, the VM's MAC)
+    map from_vm  { type ifname : verdict }       "<port>" : jump o-<port>
+    map to_vm    { type ifname : verdict }       "<port>" : jump i-<port>
+    chain prerouting (hook, policy accept):
+        iifname @vm_ports iifname . ether saddr != @vm_macs counter drop
     chain forward/input (hook, policy accept):
         iifname vmap @from_vm; oifname vmap @to_vm
 
@@ -21,41 +23,88 @@ The spoof check runs at the bridge's prerouting hook, before the bridge learns t
 source MAC: checked later (forward), a VM sending with another VM's MAC would still move that
 MAC's FDB entry (even a static one) to its own port and black-hole the real owner.
 
-``s-<port>`` drops every frame whose source MAC is not the VM's (owned by the
-Port).  ``o-``/``i-<port>`` (owned by the Policy) hold the rate limit (a
-policer: ``limit rate over`` drops the excess) and the ACL rules in order; an
-"accept" rule is ``return`` so the peer port's own ACL still applies.  Every
-rule carries a comment that encodes the model value, so :meth:`NftPolicy.dump`
-reads the model back without parsing expressions.
+Anti-spoofing (owned by the Port) is two set elements per port, not a chain: adding or removing
+one touches no chain and no rule, so its cost does not grow with the number of ports (one port
+added with 2,500 present: 0.27 ms in-process against 5.5 ms with a chain per port, whose
+transaction makes nft fetch every chain and rule of the table first).  ``o-``/``i-<port>``
+(owned by the Policy) hold the rate limit (a policer: ``limit rate over`` drops the excess) and
+the ACL rules in order; an "accept" rule is ``return`` so the peer port's own ACL still
+applies.  Every policy rule carries a comment that encodes the model value, so
+:meth:`NftPolicy.dump` reads the model back without parsing expressions.
+
+How changes are applied (the hot path of every port attach/detach):
+
+* The state nvo3 owns in the table (port -> MAC, port -> Policy) is kept in memory: read once
+  (the first use, and every :meth:`NftPolicy.dump`, i.e. every resync/reconcile/repair of the
+  agent), then updated from the scripts that succeeded.  A commit never lists the table.
+* All policy changes of one kernel apply are ONE nft script (:meth:`NftPolicy.apply`): one
+  transaction, all or nothing (nft checks and commits a script as one netlink batch; on a
+  failure nothing of it applied).  Element adds/deletes are merged per set into one statement.
+* After a failed script the in-memory view is dropped and read again before the next one: a
+  failure may mean the table changed behind nvo3's back (drift), and the retry (the agent
+  re-dumps and retries once) is then computed against what is really there.
+* The script runs through libnftables in-process (ctypes, ``nft_run_cmd_from_buffer``), in a
+  worker thread that ``setns()``-ed into the host's namespace once and stays there (every
+  netlink socket libnftables opens is in that namespace; the context is used from that one
+  thread only, libnftables is not thread-safe).  Measured on this machine (one port's
+  anti-spoofing, 2,500 ports present): ~0.25 ms in-process against ~14-24 ms for an
+  ``nsenter nft -f -`` process (fork/exec, namespace entry, library start-up and cache fetch
+  each time); a 2,500-port script costs about the same either way (parsing dominates), so the
+  library wins on the per-move latency and loses nothing on bulk.  Without the library (or if
+  its context cannot be created) the ``nft`` binary is used, with the same scripts.
+
+An older layout (a ``spoof`` verdict map and ``s-<port>`` chains, written by earlier versions)
+is read back as such and replaced by the current one in the next script (one transaction:
+delete the table, create it again with everything nvo3 holds).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import logging
+import os
+import queue
+import re
 import shutil
 import subprocess
-from typing import Callable
+import threading
+from typing import Any, Callable, Iterable
 
 from nvo3.dataplane.model import AclRule, Policy, Port
+
+log = logging.getLogger(__name__)
 
 TABLE = "bridge nvo3"
 Undo = Callable[[], None]
 BASE = f"""table {TABLE} {{
-  map spoof {{ type ifname : verdict; }}
+  set vm_ports {{ type ifname; }}
+  set vm_macs {{ type ifname . ether_addr; }}
   map from_vm {{ type ifname : verdict; }}
   map to_vm {{ type ifname : verdict; }}
   chain prerouting {{ type filter hook prerouting priority 0; policy accept;
-    iifname vmap @spoof; }}
+    iifname @vm_ports iifname . ether saddr != @vm_macs counter drop; }}
   chain forward {{ type filter hook forward priority 0; policy accept;
     iifname vmap @from_vm; oifname vmap @to_vm; }}
   chain input {{ type filter hook input priority 0; policy accept;
     iifname vmap @from_vm; }}
 }}
 """
+BASE_LINES = BASE.count("\n")
+ELEMS_PER_LINE = 512          # set elements merged into one statement
+NFT_CTX_OUTPUT_JSON = 1 << 4
+CLONE_NEWNET = 0x40000000
+_LOC = re.compile(r"^(?:/dev/stdin|<cmdline>):(\d+):", re.M)
 
 
 class NftError(OSError):
-    """``nft`` refused a transaction (the whole transaction was not applied)."""
+    """nft refused a script (none of it was applied); ``obj``: the object of the failing
+    statement when it could be told, else None."""
+
+    def __init__(self, err: int, msg: str, obj: object = None) -> None:
+        super().__init__(err, msg)
+        self.obj = obj
 
 
 def _rule(r: AclRule, i: int) -> str:
@@ -78,11 +127,25 @@ def _parse_rule(tag: str) -> tuple[int, AclRule]:
                            port=None if port == "-" else int(port))
 
 
-class NftPolicy:
-    """nvo3's nftables table in one namespace."""
+# -- the two ways to run nft -------------------------------------------------------------------
+class _Runner:
+    """Runs nft scripts in one namespace: ``run(script, json_out) -> (rc, stdout, stderr)``."""
 
-    def __init__(self, netns: str | None = None) -> None:
-        self.netns = netns
+    kind = "?"
+
+    def run(self, script: str, json_out: bool = False) -> tuple[int, str, str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class _ProcRunner(_Runner):
+    """The ``nft`` binary, one process per script (entered into the namespace by nsenter)."""
+
+    kind = "nft process"
+
+    def __init__(self, netns: str | None) -> None:
         # nsenter only enters the network namespace (~3 ms less per call than `ip netns exec`,
         # which also remounts /sys); nft needs nothing else
         nsenter = shutil.which("nsenter")
@@ -90,82 +153,336 @@ class NftPolicy:
                         [nsenter, f"--net=/run/netns/{netns}"] if nsenter else
                         ["ip", "netns", "exec", netns])
 
-    def _nft(self, *args: str, script: str | None = None) -> str:
-        cmd = [*self._prefix, "nft", *args]
-        res = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=30)
-        if res.returncode:
-            raise NftError(22, f"nft: {res.stderr.strip() or res.returncode}")
-        return res.stdout
+    def run(self, script: str, json_out: bool = False) -> tuple[int, str, str]:
+        args = ["-j", *script.split()] if json_out else ["-f", "-"]
+        res = subprocess.run([*self._prefix, "nft", *args], input=None if json_out else script,
+                             capture_output=True, text=True, timeout=60)
+        return res.returncode, res.stdout, res.stderr
 
-    def _state(self) -> dict[str, list[str]] | None:
-        """{chain: [rule comments]} of nvo3's table, or None if it does not exist."""
+
+class _LibRunner(_Runner):
+    """libnftables in-process, driven from one worker thread living in the namespace."""
+
+    kind = "libnftables"
+    _lib: Any = None
+
+    @classmethod
+    def _load(cls) -> Any:
+        if cls._lib is None:
+            lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+            lib.nft_ctx_new.restype = ctypes.c_void_p
+            lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+            lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+            for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+                getattr(lib, fn).argtypes = [ctypes.c_void_p]
+            lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+                getattr(lib, fn).argtypes = [ctypes.c_void_p]
+                getattr(lib, fn).restype = ctypes.c_char_p
+            lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+            lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+            cls._lib = lib
+        return cls._lib
+
+    def __init__(self, netns: str | None) -> None:
+        self.lib = self._load()
+        self._jobs: queue.Queue[tuple[str, bool] | None] = queue.Queue()
+        self._results: queue.Queue[tuple[int, str, str] | BaseException] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._worker, args=(netns,), daemon=True,
+                                        name=f"nvo3-nft-{netns or 'root'}")
+        self._thread.start()
+        first = self._results.get(timeout=10)
+        if isinstance(first, BaseException):
+            raise first
+
+    def _worker(self, netns: str | None) -> None:
+        lib = self.lib
         try:
-            out = self._nft("-j", "list", "table", *TABLE.split())
-        except NftError:
-            return None
+            if netns is not None:        # this thread only; it never goes back
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns {netns}")
+                finally:
+                    os.close(fd)
+            ctx = lib.nft_ctx_new(0)
+            if not ctx:
+                raise OSError(0, "nft_ctx_new failed")
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            plain = lib.nft_ctx_output_get_flags(ctx) & ~NFT_CTX_OUTPUT_JSON
+        except BaseException as exc:
+            self._results.put(exc)
+            return
+        self._results.put((0, "", ""))
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                script, json_out = job
+                try:
+                    lib.nft_ctx_output_set_flags(
+                        ctx, plain | NFT_CTX_OUTPUT_JSON if json_out else plain)
+                    rc = lib.nft_run_cmd_from_buffer(ctx, script.encode())
+                    out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode(errors="replace")
+                    err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
+                    self._results.put((1 if rc else 0, out, err))
+                except BaseException as exc:  # handed to the caller
+                    self._results.put(exc)
+        finally:
+            lib.nft_ctx_free(ctx)
+
+    def run(self, script: str, json_out: bool = False) -> tuple[int, str, str]:
+        with self._lock:
+            if not self._thread.is_alive():
+                raise OSError(0, "the nft worker thread is gone")
+            self._jobs.put((script, json_out))
+            res = self._results.get()
+        if isinstance(res, BaseException):
+            raise res
+        return res
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+
+def _runner(netns: str | None, backend: str | None) -> _Runner:
+    backend = backend or os.environ.get("NVO3_NFT", "lib")
+    if backend == "lib":
+        try:
+            return _LibRunner(netns)
+        except Exception as exc:
+            log.warning("libnftables unusable (%s): running the nft binary per change", exc)
+    return _ProcRunner(netns)
+
+
+# -- nvo3's table ------------------------------------------------------------------------------
+class _Script:
+    """Lines of one nft script and, per line, the object it is for (error attribution)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.objs: list[object] = []
+
+    def add(self, line: str, obj: object) -> None:
+        self.lines.append(line)
+        self.objs.append(obj)
+
+    def elements(self, verb: str, setname: str, items: list[tuple[str, object]]) -> None:
+        """``verb element`` statements for ``items`` (element text, object), merged."""
+        for i in range(0, len(items), ELEMS_PER_LINE):
+            part = items[i:i + ELEMS_PER_LINE]
+            self.add(f"{verb} element {TABLE} {setname} {{ {', '.join(e for e, _ in part)} }}",
+                     part[0][1])
+
+    def text(self, head: str = "") -> str:
+        return head + "\n".join(self.lines) + "\n"
+
+
+class NftPolicy:
+    """nvo3's nftables table in one namespace, with the part nvo3 owns kept in memory."""
+
+    def __init__(self, netns: str | None = None, backend: str | None = None) -> None:
+        self.netns = netns
+        self._backend = backend
+        self._nft: _Runner | None = None
+        self._loaded = False
+        self._table = False          # the table exists (in some layout)
+        self._rebuild = False        # it has an older layout: the next script recreates it
+        self._ports: set[str] = set()              # elements of vm_ports
+        self._pairs: dict[str, set[str]] = {}      # port -> MACs in vm_macs
+        self._pols: dict[str, Policy] = {}
+
+    @property
+    def runner(self) -> _Runner:
+        """The way scripts run (created on first use)."""
+        if self._nft is None:
+            self._nft = _runner(self.netns, self._backend)
+        return self._nft
+
+    def close(self) -> None:
+        """Stop the worker thread (if any)."""
+        if self._nft is not None:
+            self._nft.close()
+            self._nft = None
+
+    # -- reading ---------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read nvo3's table (the one listing; commits use what is kept in memory)."""
+        rc, out, _err = self.runner.run(f"list table {TABLE}", json_out=True)
+        ports: set[str] = set()
+        pairs: dict[str, set[str]] = {}
         chains: dict[str, list[str]] = {}
-        for item in json.loads(out)["nftables"]:
-            if "chain" in item:
+        sets: set[str] = set()
+        table = rc == 0 and bool(out.strip())
+        for item in (json.loads(out)["nftables"] if table else []):
+            if "set" in item or "map" in item:
+                s = item.get("set") or item["map"]
+                sets.add(s["name"])
+                elems = s.get("elem") or []
+                for e in elems if isinstance(elems, list) else [elems]:
+                    if isinstance(e, dict) and "elem" in e:
+                        e = e["elem"]["val"]
+                    if s["name"] == "vm_ports" and isinstance(e, str):
+                        ports.add(e)
+                    elif s["name"] == "vm_macs" and isinstance(e, dict) and "concat" in e:
+                        port, mac = e["concat"]
+                        pairs.setdefault(port, set()).add(mac.lower())
+            elif "chain" in item:
                 chains.setdefault(item["chain"]["name"], [])
             elif "rule" in item:
                 chains.setdefault(item["rule"]["chain"], []).append(item["rule"].get("comment", ""))
-        return chains
+        self._rebuild = table and not {"vm_ports", "vm_macs", "from_vm", "to_vm"} <= sets
+        if self._rebuild:       # the older layout: s-<port> chains hold the MACs
+            for chain, tags in chains.items():
+                for tag in tags if chain.startswith("s-") else []:
+                    if tag.startswith("spoof mac="):
+                        ports.add(chain[2:])
+                        pairs.setdefault(chain[2:], set()).add(tag.split("=", 1)[1].lower())
+        pols = {}
+        for chain, tags in chains.items():
+            port = chain[2:]
+            if not chain.startswith("o-"):
+                continue
+            meta = dict(t.split("=", 1) for t in tags[0].split()[1:]) if tags else {}
+            rules = sorted(_parse_rule(t) for t in tags + chains.get(f"i-{port}", [])
+                           if t.startswith("acl "))
+            rate = meta.get("rate", "-")
+            pols[port] = Policy(port=port, rules=tuple(r for _i, r in rules),
+                                rate_kbps=None if rate == "-" else int(rate),
+                                burst=int(meta.get("burst", 16384)))
+        self._table, self._ports, self._pairs, self._pols = table, ports, pairs, pols
+        self._loaded = True
 
-    def _run(self, lines: list[str], state: dict[str, list[str]] | None | bool = False) -> None:
-        """One nft transaction; ``state``: the table as just read (False: read it here)."""
-        if state is False:
-            state = self._state()
-        base = BASE if state is None else ""
-        self._nft("-f", "-", script=base + "\n".join(lines) + "\n")
+    def _ensure(self) -> None:
+        if not self._loaded:
+            self.load()
 
-    @staticmethod
-    def _drop(chain: str, mapname: str, port: str) -> list[str]:
-        return [f'delete element {TABLE} {mapname} {{ "{port}" }}', f"delete chain {TABLE} {chain}"]
+    def dump(self, ports: set[str] | None = None) -> list[Policy]:
+        """Policies installed for ``ports`` (None = all), read from the kernel."""
+        self.load()
+        return [p for name, p in self._pols.items() if ports is None or name in ports]
 
-    # -- anti-spoofing (owned by the Port) -------------------------------------
-    def port_mac(self, port: str, state: dict[str, list[str]] | None | bool = False
-                 ) -> str | None:
-        """MAC the spoof chain of ``port`` allows, or None."""
-        if state is False:
-            state = self._state()
-        for tag in (state or {}).get(f"s-{port}", []):  # type: ignore[union-attr]
-            if tag.startswith("spoof mac="):
-                return tag.split("=", 1)[1]
-        return None
+    def port_mac(self, port: str) -> str | None:
+        """The one MAC anti-spoofing allows on ``port`` (as last read or written), or None."""
+        self._ensure()
+        macs = self._pairs.get(port, set())
+        return next(iter(macs)) if port in self._ports and len(macs) == 1 else None
 
-    def put_port(self, port: Port) -> Undo:
-        """Allow only ``port.mac`` as source MAC on ``port``."""
-        state = self._state()
-        old = self.port_mac(port.name, state)
-        lines = self._drop(f"s-{port.name}", "spoof", port.name) if old else []
-        self._run(lines + self._spoof(port.name, port.mac), state)
-        if old is None:
-            return lambda: (self.remove_port(port), None)[1]
-        return lambda: (self._run(self._drop(f"s-{port.name}", "spoof", port.name)
-                                  + self._spoof(port.name, old)), None)[1]
+    def port_macs(self) -> dict[str, str]:
+        """{port: the one MAC allowed} of every port under anti-spoofing."""
+        self._ensure()
+        return {p: m for p in self._ports for m in [self.port_mac(p)] if m is not None}
 
-    @staticmethod
-    def _spoof(name: str, mac: str) -> list[str]:
-        return [f"add chain {TABLE} s-{name}",
-                f'add rule {TABLE} s-{name} ether saddr != {mac} counter drop '
-                f'comment "spoof mac={mac}"',
-                f'add element {TABLE} spoof {{ "{name}" : jump s-{name} }}']
-
-    def remove_port(self, port: Port) -> Undo:
-        """Remove the anti-spoofing chain of ``port`` (absent is success)."""
-        state = self._state()
-        old = self.port_mac(port.name, state)
-        if old is None:
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, spoof: dict[str, tuple[str | None, object]] | None = None,
+              policies: dict[str, tuple[Policy | None, object]] | None = None) -> Undo:
+        """One script: anti-spoofing ``{port: (MAC or None = none, obj)}`` and policies
+        ``{port: (Policy or None = none, obj)}``; all of it or nothing (:class:`NftError`).
+        Returns the undo (one script back to the previous values)."""
+        spoof, policies = spoof or {}, policies or {}
+        if not spoof and not policies:
             return lambda: None
-        self._run(self._drop(f"s-{port.name}", "spoof", port.name), state)
-        return lambda: (self._run(self._spoof(port.name, old)), None)[1]
+        self._ensure()
+        old_spoof = {p: (self.port_mac(p), obj) for p, (_m, obj) in spoof.items()}
+        old_pols = {p: (self._pols.get(p), obj) for p, (_pol, obj) in policies.items()}
+        self._run(spoof, policies)
+        return lambda: self._run(old_spoof, old_pols)
 
-    # -- ACL and rate (owned by the Policy) ------------------------------------
-    def _policy_lines(self, pol: Policy) -> list[str]:
+    def _run(self, spoof: dict[str, tuple[str | None, object]],
+             policies: dict[str, tuple[Policy | None, object]]) -> None:
+        self._ensure()
+        head = ""
+        if self._rebuild:                 # everything again, in the current layout
+            head = f"delete table {TABLE}\n{BASE}"
+            want_spoof = {p: (self.port_mac(p), None) for p in self._ports}
+            want_pols = {p: (pol, None) for p, pol in self._pols.items()}
+            want_spoof.update(spoof)
+            want_pols.update(policies)
+            spoof, policies = want_spoof, want_pols
+            cur_ports: set[str] = set()
+            cur_pairs: dict[str, set[str]] = {}
+            cur_pols: dict[str, Policy] = {}
+        else:
+            head = "" if self._table else BASE
+            cur_ports, cur_pairs, cur_pols = self._ports, self._pairs, self._pols
+        sc = _Script()
+        # policies going away or changing: their map elements, then their chains
+        for port, (pol, obj) in policies.items():
+            old = cur_pols.get(port)
+            if old is not None and old != pol:
+                sc.add(f'delete element {TABLE} from_vm {{ "{port}" }}', obj)
+                sc.add(f'delete element {TABLE} to_vm {{ "{port}" }}', obj)
+                sc.add(f"delete chain {TABLE} o-{port}", obj)
+                sc.add(f"delete chain {TABLE} i-{port}", obj)
+        # anti-spoofing: old pairs and ports out, new ones in
+        del_pairs, del_ports, add_pairs, add_ports = [], [], [], []
+        for port, (mac, obj) in spoof.items():
+            mac = mac.lower() if mac else None
+            have = cur_pairs.get(port, set())
+            del_pairs += [(f'"{port}" . {m}', obj) for m in sorted(have) if m != mac]
+            if mac is not None and mac not in have:
+                add_pairs.append((f'"{port}" . {mac}', obj))
+            if mac is None and port in cur_ports:
+                del_ports.append((f'"{port}"', obj))
+            elif mac is not None and port not in cur_ports:
+                add_ports.append((f'"{port}"', obj))
+        sc.elements("delete", "vm_macs", del_pairs)
+        sc.elements("delete", "vm_ports", del_ports)
+        sc.elements("add", "vm_macs", add_pairs)
+        sc.elements("add", "vm_ports", add_ports)
+        for port, (pol, obj) in policies.items():
+            if pol is not None and pol != cur_pols.get(port):
+                for line in self._policy_lines(pol):
+                    sc.add(line, obj)
+        if not sc.lines and not self._rebuild:
+            return                        # (nothing to do: the table is not created for it)
+        rc, _out, err = self.runner.run(sc.text(head))
+        if rc:
+            self._loaded = False          # maybe drift: read the table before the next script
+            obj = self._culprit(err, sc, head)
+            raise NftError(22, f"nft: {err.strip() or rc}", obj)
+        # done: what nvo3 holds now
+        if self._rebuild:
+            self._ports, self._pairs, self._pols, self._rebuild = set(), {}, {}, False
+        self._table = True
+        for port, (mac, _obj) in spoof.items():
+            if mac is None:
+                self._ports.discard(port)
+                self._pairs.pop(port, None)
+            else:
+                self._ports.add(port)
+                self._pairs[port] = {mac.lower()}
+        for port, (pol, _obj) in policies.items():
+            if pol is None:
+                self._pols.pop(port, None)
+            else:
+                self._pols[port] = pol
+
+    @staticmethod
+    def _culprit(err: str, sc: _Script, head: str) -> object:
+        """The object of the first statement nft complained about (None: cannot tell)."""
+        skip = head.count("\n")
+        for m in _LOC.finditer(err):
+            i = int(m.group(1)) - 1 - skip
+            if 0 <= i < len(sc.objs):
+                return sc.objs[i]
+        index = {line.strip(): i for i, line in enumerate(sc.lines)}
+        for line in err.splitlines():     # libnftables echoes the statement after "Error:"
+            if line.strip() in index:
+                return sc.objs[index[line.strip()]]
+        return next((o for o in sc.objs if o is not None), None)
+
+    @staticmethod
+    def _policy_lines(pol: Policy) -> list[str]:
         out = []
         for chain, mapname, direction in (("o", "from_vm", "out"), ("i", "to_vm", "in")):
             name = f"{chain}-{pol.port}"
-            out.append(f"add chain {TABLE} {name}")
+            out += [f"add chain {TABLE} {name}", f"flush chain {TABLE} {name}"]
             if chain == "o":
                 out.append(f'add rule {TABLE} {name} counter comment '
                            f'"policy rate={pol.rate_kbps or "-"} burst={pol.burst}"')
@@ -178,40 +495,24 @@ class NftPolicy:
             out.append(f'add element {TABLE} {mapname} {{ "{pol.port}" : jump {name} }}')
         return out
 
-    def _drop_policy(self, port: str) -> list[str]:
-        return self._drop(f"o-{port}", "from_vm", port) + self._drop(f"i-{port}", "to_vm", port)
+    # -- one object at a time (each its own script) -----------------------------------------
+    def put_port(self, port: Port) -> Undo:
+        """Allow only ``port.mac`` as source MAC on ``port``."""
+        return self.apply(spoof={port.name: (port.mac, port)})
+
+    def remove_port(self, port: Port) -> Undo:
+        """Remove the anti-spoofing of ``port`` (absent is success)."""
+        return self.apply(spoof={port.name: (None, port)})
 
     def put(self, pol: Policy, old: Policy | None = None) -> Undo:
-        """Install or replace the policy of ``pol.port`` atomically."""
-        current = self.dump({pol.port})
-        drop = self._drop_policy(pol.port) if current else []
-        self._run(drop + self._policy_lines(pol))
-        if not current:
-            return lambda: (self.remove(pol), None)[1]
-        prev = current[0]
-        return lambda: (self._run(self._drop_policy(pol.port) + self._policy_lines(prev)), None)[1]
+        """Install or replace the policy of ``pol.port``."""
+        return self.apply(policies={pol.port: (pol, pol)})
 
     def remove(self, pol: Policy) -> Undo:
         """Remove the policy of ``pol.port`` (absent is success)."""
-        current = self.dump({pol.port})
-        if not current:
-            return lambda: None
-        self._run(self._drop_policy(pol.port))
-        return lambda: (self._run(self._policy_lines(current[0])), None)[1]
+        return self.apply(policies={pol.port: (None, pol)})
 
-    def dump(self, ports: set[str] | None = None) -> list[Policy]:
-        """Policies installed for ``ports`` (None = all)."""
-        state = self._state() or {}
-        out = []
-        for chain, tags in state.items():
-            port = chain[2:]
-            if not chain.startswith("o-") or (ports is not None and port not in ports):
-                continue
-            meta = dict(t.split("=", 1) for t in tags[0].split()[1:]) if tags else {}
-            rules = sorted(_parse_rule(t) for t in tags + state.get(f"i-{port}", [])
-                           if t.startswith("acl "))
-            rate = meta.get("rate", "-")
-            out.append(Policy(port=port, rules=tuple(r for _i, r in rules),
-                              rate_kbps=None if rate == "-" else int(rate),
-                              burst=int(meta.get("burst", 16384))))
-        return out
+
+def ports_of(objs: Iterable[Port]) -> dict[str, tuple[str | None, object]]:
+    """Anti-spoofing targets of ports: {name: (MAC, port)}."""
+    return {p.name: (p.mac, p) for p in objs}
