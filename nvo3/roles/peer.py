@@ -8,6 +8,8 @@ peer's module before it leaves and a reply is read by the schema, not by hand:
 * `get_config(client, module, top)` / `get_state(...)` -> RFC 7951-style dicts, prefixes
   stripped, as the engine hands configuration to roles;
 * `merge_config(client, module, tree, target)` -> an edit-config merge built from a dict;
+* `list_edit(module, top, ops)` -> one <config> with per-entry operations (merge, replace,
+  remove, ...) on lists directly under `top`, built from dicts;
 * `notification(element)` -> (module, name, content dict) of a received notification.
 """
 
@@ -125,6 +127,38 @@ def merge_config(client: Client, module: str, tree: Tree, target: str = "running
         finally:
             node.free()
     client.edit_config(f'<config xmlns="{NC_NS}">{xml}</config>', target=target)
+
+
+def _element(parent: etree._Element, ns: str, name: str, value: Any) -> None:
+    """Dict / list / scalar -> XML under `parent` (lists repeat the element)."""
+    if isinstance(value, list):
+        for item in value:
+            _element(parent, ns, name, item)
+        return
+    el = etree.SubElement(parent, f"{{{ns}}}{name}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _element(el, ns, k, v)
+    else:
+        el.text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def list_edit(module: str, top: str, ops: list[tuple[str, str, str, Tree]]) -> str:
+    """One edit-config <config> for `ops` = (container, list, operation, entry) on lists
+    directly under /module:top (e.g. ("attachments", "attachment", "remove", {keys})).
+    Containers come out in the order they first appear in `ops`."""
+    with _lock:
+        ns = libyang.util.c2str(context().get_module(module).cdata.ns)
+    config = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
+    root = etree.SubElement(config, f"{{{ns}}}{top}", nsmap={None: ns, "nc": NC_NS})
+    boxes: dict[str, etree._Element] = {}
+    for container, item, op, entry in ops:
+        box = boxes.get(container)
+        if box is None:
+            box = boxes[container] = etree.SubElement(root, f"{{{ns}}}{container}")
+        _element(box, ns, item, entry)
+        box[-1].set(f"{{{NC_NS}}}operation", op)
+    return etree.tostring(config).decode()
 
 
 def notification(message: etree._Element) -> tuple[str, str, Tree] | None:

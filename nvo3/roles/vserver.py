@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from lxml import etree
 
 from ..netconf.client import Client, ClientError, RemoteRpcError, connect
 from ..netconf.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler, Tree
@@ -49,9 +48,8 @@ from .vm_driver import DriverError, Ledger, Monitor, Resources, Vm, VmDriver
 log = logging.getLogger(__name__)
 
 MODULE = "nvo3-vserver"
-NVE_MODULE, NVE_NS = "nvo3-nve", "urn:nvo3:yang:nvo3-nve"
+NVE_MODULE = "nvo3-nve"
 VC_MODULE = "nvo3-vcenter"
-NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 MONITOR_S = 2.0
 TICK_S = 0.2
 BACKOFF_MAX = 2.0
@@ -100,37 +98,17 @@ def nve_entries(vm: Vm) -> tuple[Tree, Tree, Tree | None]:
     return {"vni": vni}, att, policy
 
 
-def _xml(parent: etree._Element, name: str, value: Any) -> None:
-    if isinstance(value, dict):
-        el = etree.SubElement(parent, f"{{{NVE_NS}}}{name}")
-        for k, v in value.items():
-            _xml(el, k, v)
-    elif isinstance(value, list):
-        for item in value:
-            _xml(parent, name, item)
-    else:
-        el = etree.SubElement(parent, f"{{{NVE_NS}}}{name}")
-        el.text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+_NVE_LISTS = {"networks": "network", "attachments": "attachment", "policies": "policy"}
 
 
 def nve_edit(ops: list[tuple[str, str, Tree]]) -> str:
     """One edit-config <config> for `ops`: (container, operation, entry), e.g.
-    ("attachments", "merge", {...}); container networks|attachments|policies."""
-    nsmap = {None: NVE_NS, "nc": NC_NS}
-    config = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
-    nve = etree.SubElement(config, f"{{{NVE_NS}}}nve", nsmap=nsmap)
-    item = {"networks": "network", "attachments": "attachment", "policies": "policy"}
-    boxes: dict[str, etree._Element] = {}
-    for container in ("networks", "attachments", "policies"):
-        for c, op, entry in ops:
-            if c != container:
-                continue
-            box = boxes.get(c)
-            if box is None:
-                box = boxes[c] = etree.SubElement(nve, f"{{{NVE_NS}}}{c}")
-            _xml(box, item[c], entry)
-            box[-1].set(f"{{{NC_NS}}}operation", op)
-    return etree.tostring(config).decode()
+    ("attachments", "merge", {...}); containers networks, attachments, policies, in that
+    order (a network must exist before an attachment refers to it)."""
+    order = list(_NVE_LISTS)
+    ordered = sorted(ops, key=lambda o: order.index(o[0]))
+    return peer.list_edit(NVE_MODULE, "nve",
+                          [(c, _NVE_LISTS[c], op, entry) for c, op, entry in ordered])
 
 
 # -- sessions to the NVE and the vCenter -----------------------------------------------------
