@@ -44,6 +44,11 @@ class Editor:
         self.default_operation = default_operation
         self.continue_on_error = continue_on_error
         self.result = EditResult()
+        # list entries by key values, per (parent element, list): built at the first lookup
+        # in a list and kept up to date by this editor, so an edit of n entries into a list
+        # of m is O(n + m), not O(n * m) (a 7,500-entry remote-mac push)
+        self._index: dict[tuple[etree._Element, str], dict[tuple[str | None, ...],
+                                                             etree._Element]] = {}
 
     def apply(self, data: etree._Element, config: etree._Element) -> EditResult:
         if self.default_operation == "replace":   # the <config> replaces the whole datastore
@@ -93,11 +98,12 @@ class Editor:
         if op in ("delete", "remove"):
             if existing is not None:
                 parent.remove(existing)
+                self._indexed(parent, info, edit, None)
                 self.result.changed = True
             return
         if op in ("create", "replace") or (op == "merge" and existing is None
                                            and not _has_nested_operation(edit)):
-            self._put(parent, info, edit, existing)
+            self._indexed(parent, info, edit, self._put(parent, info, edit, existing))
             return
         if info.kind in ("leaf", "leaf-list", "anydata"):
             if op == "merge" and info.kind != "leaf-list" and existing is not None \
@@ -111,6 +117,7 @@ class Editor:
         created = existing is None                # op "none" on a node not yet there
         if existing is None:
             existing = self._new_navigation_node(parent, info, edit)
+            self._indexed(parent, info, edit, existing)
         for child in edit:
             if not isinstance(child.tag, str):
                 continue
@@ -121,6 +128,7 @@ class Editor:
             self._guard(self._edit_child, existing, info, child, sub, op, path)
         if created and len(existing) == len(info.keys):
             parent.remove(existing)               # navigation only: nothing was put inside
+            self._indexed(parent, info, edit, None)
 
     # -- finding and placing --------------------------------------------------------------
 
@@ -128,11 +136,14 @@ class Editor:
               path: str) -> etree._Element | None:
         tag = f"{{{info.namespace}}}{info.name}"
         if info.kind == "list":
-            keys = self._key_values(info, edit, path)
-            for candidate in parent.iterchildren(tag):
-                if all(_child_text(candidate, info.namespace, k) == v for k, v in keys):
-                    return candidate
-            return None
+            wanted = tuple(v for _, v in self._key_values(info, edit, path))
+            index = self._index.get((parent, tag))
+            if index is None:
+                index = self._index[(parent, tag)] = {}
+                for candidate in parent.iterchildren(tag):
+                    index.setdefault(tuple(_child_text(candidate, info.namespace, k)
+                                           for k in info.keys), candidate)
+            return index.get(wanted)
         if info.kind == "leaf-list":
             value = (edit.text or "").strip()
             for candidate in parent.iterchildren(tag):
@@ -140,6 +151,20 @@ class Editor:
                     return candidate
             return None
         return next(parent.iterchildren(tag), None)
+
+    def _indexed(self, parent: etree._Element, info: NodeInfo, edit: etree._Element,
+                 now: etree._Element | None) -> None:
+        """Keep the list index of `parent` right: the entry keyed like `edit` is now `now`."""
+        if info.kind != "list":
+            return
+        index = self._index.get((parent, f"{{{info.namespace}}}{info.name}"))
+        if index is None:
+            return
+        key = tuple(_child_text(edit, info.namespace, k) for k in info.keys)
+        if now is None:
+            index.pop(key, None)
+        else:
+            index[key] = now
 
     def _key_values(self, info: NodeInfo, edit: etree._Element,
                     path: str) -> list[tuple[str, str]]:
@@ -154,8 +179,8 @@ class Editor:
         return values
 
     def _put(self, parent: etree._Element, info: NodeInfo, edit: etree._Element,
-             existing: etree._Element | None) -> None:
-        """Create or replace `existing` with a clean copy of the edit content."""
+             existing: etree._Element | None) -> etree._Element:
+        """Create or replace `existing` with a clean copy of the edit content; the copy."""
         fresh = _clean_copy(edit, info)
         if existing is not None and not (info.user_ordered and _INSERT_ATTR in edit.attrib):
             existing.addnext(fresh)
@@ -165,10 +190,14 @@ class Editor:
             if existing is not None:              # replaced and moved (RFC 7950 7.8.6)
                 parent.remove(existing)
         self.result.changed = True
+        return fresh
 
     def _insert(self, parent: etree._Element, info: NodeInfo, edit: etree._Element,
                 fresh: etree._Element) -> None:
         where = edit.get(_INSERT_ATTR, "last") if info.user_ordered else "last"
+        if where == "last":                       # the common case: no sibling scan
+            parent.append(fresh)
+            return
         tag = f"{{{info.namespace}}}{info.name}"
         siblings = [s for s in parent.iterchildren(tag) if s is not fresh]
         if where in ("before", "after"):

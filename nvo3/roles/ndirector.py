@@ -197,10 +197,23 @@ class NDirectorRole(Role):
                         self._may_push()
             except Exception:
                 log.exception("ndirector: processing %d items failed", len(items))
-            for name, content in notes:
-                with contextlib.suppress(Exception):
-                    assert self.notifier is not None
-                    self.notifier.notify(MODULE, name, content)
+            self._send_notes(notes)
+
+    def _send_notes(self, notes: list[tuple[str, Tree]]) -> None:
+        """Send notifications; a burst of mapping-changed goes out in one trusted batch (built
+        here from validated values: no libyang round trip per MAC)."""
+        if self.notifier is None:
+            return
+        trusted = getattr(self.notifier, "notify_trusted", None)
+        changed = [c for n, c in notes if n == "mapping-changed"] if trusted else []
+        if changed:
+            with contextlib.suppress(Exception):
+                trusted(MODULE, "mapping-changed", changed)
+        for name, content in notes:
+            if changed and name == "mapping-changed":
+                continue
+            with contextlib.suppress(Exception):
+                self.notifier.notify(MODULE, name, content)
 
     def _process(self, items: list[tuple[Any, ...]], notes: list[tuple[str, Tree]]) -> None:
         keys: set[Key] = set()
@@ -307,10 +320,11 @@ class NDirectorRole(Role):
     @staticmethod
     def _change_note(ch: Change) -> Tree:
         m = ch.mapping
-        note: Tree = {"change": ch.kind, "vni": m.vni, "mac": m.mac, "nve": m.nve,
-                      "vtep-address": m.vtep, "sequence-number": m.seq, "state": m.state}
+        note: Tree = {"change": ch.kind, "vni": m.vni, "mac": m.mac}     # schema order
         if m.ips:
             note["ip-address"] = list(m.ips)
+        note.update({"nve": m.nve, "vtep-address": m.vtep, "sequence-number": m.seq,
+                     "state": m.state})
         if ch.previous_nve:
             note["previous-nve"] = ch.previous_nve
             note["previous-vtep-address"] = ch.previous_vtep

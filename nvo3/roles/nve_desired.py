@@ -226,12 +226,14 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
 
 def attachment_info(att: Tree) -> Tree:
     """The attachment-info fields of a notification, from a configured attachment."""
-    out: Tree = {"vni": int(att["vni"]), "mac": att["mac"]}
-    for leaf in ("vm-id", "vlan", "port", "state"):
-        if leaf in att:
-            out[leaf] = att[leaf]
+    out: Tree = {"vni": int(att["vni"]), "mac": att["mac"]}      # in schema order
+    if "vm-id" in att:
+        out["vm-id"] = att["vm-id"]
     if att.get("ip-address"):
         out["ip-address"] = list(att["ip-address"])
+    for leaf in ("vlan", "port", "state"):
+        if leaf in att:
+            out[leaf] = att[leaf]
     return out
 
 

@@ -131,6 +131,21 @@ def kernel_snapshot(lab: "Lab", ns: str) -> str:
         ("ip", "netns", "exec", ns, "nft", "list", "ruleset"))))
 
 
+def settled_snapshot(lab: "Lab", ns: str, timeout: float = 5.0) -> str:
+    """The kernel snapshot once the kernel has settled: link carrier and operstate of new
+    bridges change asynchronously up to about a second later (more on a loaded machine), so
+    take it when two readings 0.3 s apart agree."""
+    last = kernel_snapshot(lab, ns)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = kernel_snapshot(lab, ns)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def wait_for(pred: Any, timeout: float = 1.0, step: float = 0.02) -> float | None:
     """Seconds until ``pred()`` held, or None after ``timeout``."""
     t0 = time.perf_counter()
@@ -320,7 +335,7 @@ def test_bad_input_gets_rpc_error_and_leaves_kernel_untouched(lab: "Lab", agents
     h = start_host(lab, agents, tmp_path, 1)
     lab.sh("ip", "-n", h.ns, "link", "add", "tap-vm1", "type", "veth", "peer", "name", "tap-p")
     h.edit(network(VNI, remote(MAC[2], VTEP[2]), flood(VTEP[2])) + attachment(1))
-    before = kernel_snapshot(lab, h.ns)
+    before = settled_snapshot(lab, h.ns)
     bad = {
         "VNI 0": network(0),
         "VNI 2^24": network(1 << 24),
