@@ -45,7 +45,7 @@ from .peer_links import PeerConfig, PeerError, PeerLinks
 from .placement import (Candidate, Load, NoCapacity, choose, release,
                         reserve)
 from .vcenter_root import RootDelegation
-from .vcenter_util import _iso, _list, _refuse, _true
+from .vcenter_util import _iso, _list, _refuse, _true, refuse_if_running
 from .profiles import (RUNNING_STATES, Group, Location, Profile, ProfileError, ProfileStore,
                        Tenant, norm_mac)
 
@@ -484,10 +484,7 @@ class VCenterRole(RootDelegation, Role):
             except ProfileError as exc:
                 raise _refuse(exc) from None
             old = self.store.profiles.get(key)
-            if old is not None and old.registered and old.state in RUNNING_STATES:
-                raise ApplyError(f"VM {key[0]}/{key[1]} already runs on "
-                                 f"{old.location.vserver}", tag="data-exists",
-                                 app_tag="vm-exists")
+            refuse_if_running(key, old)
             p = self._staged(key, old, given)
             need = self.store.resources_of(p)
             target = given.get("vserver") or p.vserver

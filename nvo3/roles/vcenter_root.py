@@ -16,8 +16,8 @@ from ..netconf.role import ApplyError, Tree
 from . import peer
 from .peer_links import PeerError
 from .placement import Candidate, Load, NoCapacity, choose_child
-from .profiles import RUNNING_STATES, Location, Profile
-from .vcenter_util import _list, _refuse, _true
+from .profiles import Location, Profile
+from .vcenter_util import _list, _refuse, _true, refuse_if_running
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,7 @@ class RootDelegation:
         state = self._refresh_children()
         with self.lock:
             old = self.store.profiles.get(key)
-            if old is not None and old.registered and old.state in RUNNING_STATES:
-                raise ApplyError(f"VM {key[0]}/{key[1]} already runs on "
-                                 f"{old.location.vserver}", tag="data-exists",
-                                 app_tag="vm-exists")
+            refuse_if_running(key, old)
             p = self._staged(key, old, given)
             need = self.store.resources_of(p)
             vs = given.get("vserver") or p.vserver

@@ -8,7 +8,7 @@ from typing import Any
 from ..netconf.role import ApplyError, Tree
 from .peer_links import PeerError
 from .placement import NoCapacity
-from .profiles import ProfileError
+from .profiles import RUNNING_STATES, Profile, ProfileError
 
 
 def _iso(epoch: float) -> str:
@@ -29,3 +29,10 @@ def _refuse(exc: ProfileError | NoCapacity | PeerError, path: str | None = None)
     if isinstance(exc, NoCapacity):
         return ApplyError(str(exc), tag="resource-denied", app_tag="no-capacity")
     return ApplyError(str(exc), tag="operation-failed", app_tag="peer-failed")
+
+
+def refuse_if_running(key: tuple[str, str], old: Profile | None) -> None:
+    """create-vm of a VM that already runs somewhere: data-exists."""
+    if old is not None and old.registered and old.state in RUNNING_STATES:
+        raise ApplyError(f"VM {key[0]}/{key[1]} already runs on {old.location.vserver}",
+                         tag="data-exists", app_tag="vm-exists")
