@@ -122,9 +122,15 @@ def fdb(lab: "Lab", ns: str, dev: str = f"vx-{VNI}") -> set[tuple[str, str]]:
             re.finditer(r"^(\S+) dst (\S+) self permanent", out, re.M)}
 
 
+# Link state the kernel changes by itself, asynchronously (carrier, operstate, a bridge
+# port's forwarding state follow the peer's carrier up to a second or more later): not
+# something the agent configures, so not part of what must stay untouched.
+_VOLATILE = re.compile(r"\S+_timer\s+\S+|NO-CARRIER,|,?LOWER_UP|(?<=\s)state \S+")
+
+
 def kernel_snapshot(lab: "Lab", ns: str) -> str:
-    """Everything the agent could touch in ``ns``, as text (bridge timers left out)."""
-    return re.sub(r"\S+_timer\s+\S+", "", "\n".join(lab.sh(*cmd, check=False).stdout for cmd in (
+    """Everything the agent could touch in ``ns``, as text (timers and link state left out)."""
+    return _VOLATILE.sub("", "\n".join(lab.sh(*cmd, check=False).stdout for cmd in (
         ("ip", "-n", ns, "-d", "-o", "link", "show"),
         ("bridge", "-n", ns, "fdb", "show"),
         ("ip", "-n", ns, "neigh", "show", "nud", "permanent"),
