@@ -80,7 +80,8 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     started it, and a Ctrl-C at the terminal reaches only that command).
     """
     state_dir = Path(state_dir)
-    password = password or secrets.token_urlsafe(12)
+    # hex: a generated password never starts with "-" (it is pasted into command lines)
+    password = password or secrets.token_hex(16)
     users_of(state_dir).add(username, password=password)
     log = open(log_file or state_dir / "daemon.log", "ab")
     cmd = [sys.executable, "-m", "nvo3.cli", "serve", role, "--listen", f"{host}:{port}",

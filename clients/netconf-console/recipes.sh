@@ -27,7 +27,7 @@ nc() {
     local ssh=()
     [ -n "${NC_SSH_CONFIG:-}" ] && ssh=(--ssh-config "$NC_SSH_CONFIG")
     "$NCC" --host "${NC_HOST:-127.0.0.1}" --port "${NC_PORT:-830}" -u "${NC_USER:-admin}" \
-        -p "${NC_PASSWORD:?set NC_PASSWORD}" --hostkey-verify "${ssh[@]}" "$@"
+        "-p${NC_PASSWORD:?set NC_PASSWORD}" --hostkey-verify "${ssh[@]}" "$@"
 }
 
 # The server's capabilities (base:1.1, :candidate, :confirmed-commit, the nvo3 modules, ...)
