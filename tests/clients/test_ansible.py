@@ -114,7 +114,9 @@ def test_provision_twice_then_verify(ansible: Ansible, nd: Server) -> None:
     assert ok(second)["changed"] == 0
     verify = ansible.play("verify-tenant.yml")
     assert ok(verify)["failed"] == 0
-    assert "host1: down" in verify.stdout     # the NVE's session state, read by XPath
+    # the NVE's session state, read by XPath: nothing listens at host1's address, so the
+    # nDirector's session to it is down or, between two reconnect attempts, connecting
+    assert re.search(r"host1: (down|connecting)\b", verify.stdout), verify.stdout
 
 
 def test_check_mode_reports_and_changes_nothing(ansible: Ansible, nd: Server) -> None:
