@@ -21,10 +21,12 @@ from typing import Any, Callable
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nvo3.dataplane import nlbulk
 from nvo3.dataplane.model import OWNER_ALIAS, Network, Port
 
 Undo = Callable[[], None]
 PORT_ALIAS = OWNER_ALIAS + " port"
+IFF_UP = 0x1
 FLOOD_FLAGS = ("unicast_flood", "mcast_flood", "bcast_flood")
 
 
@@ -128,9 +130,11 @@ def delete_link(ipr: IPRoute, name: str) -> None:
             raise
 
 
-def network_from(ipr: IPRoute, vx: Any, br: Any | None) -> Network | None:
-    """The Network an owned VXLAN device (and its bridge) implement, or None if incomplete."""
-    if br is None or not owned(br) or attr(vx, "IFLA_MASTER") != br["index"]:
+def network_from(vx: Any, br: nlbulk.LinkEntry | None) -> Network | None:
+    """The Network an owned VXLAN device (full pyroute2 message) and its bridge (raw dump
+    entry) implement, or None if incomplete."""
+    if br is None or not br.alias.startswith(OWNER_ALIAS) or attr(vx, "IFLA_MASTER") != br.index \
+            or not vx["flags"] & br.flags & IFF_UP:     # set down: re-done as if missing
         return None
     data, port = info_data(vx), slave_data(vx)
     if data.get("IFLA_VXLAN_LEARNING") != 0 or not data.get("IFLA_VXLAN_LOCAL"):
@@ -146,15 +150,14 @@ def port_alias(port: Port) -> str:
     return f"{PORT_ALIAS} mac={port.mac} vlan={vlan} ips={','.join(port.ips) or '-'}"[:255]
 
 
-def port_from(link: Any, vni: int) -> Port | None:
+def port_from(link: nlbulk.LinkEntry, vni: int) -> Port | None:
     """Parse an attached port back from its ifalias (None if not ours)."""
-    alias = attr(link, "IFLA_IFALIAS") or ""
-    if not alias.startswith(PORT_ALIAS + " "):
+    if not link.alias.startswith(PORT_ALIAS + " "):
         return None
-    fields = dict(f.split("=", 1) for f in alias[len(PORT_ALIAS) + 1:].split() if "=" in f)
+    fields = dict(f.split("=", 1) for f in link.alias[len(PORT_ALIAS) + 1:].split() if "=" in f)
     ips = () if fields.get("ips", "-") == "-" else tuple(fields["ips"].split(","))
     vlan = None if fields.get("vlan", "-") == "-" else int(fields["vlan"])
-    return Port(name=attr(link, "IFLA_IFNAME"), vni=vni, vlan=vlan, mac=fields["mac"], ips=ips)
+    return Port(name=link.name, vni=vni, vlan=vlan, mac=fields["mac"], ips=ips)
 
 
 def attach_port(ipr: IPRoute, port: Port) -> Undo:

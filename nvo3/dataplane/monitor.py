@@ -23,8 +23,6 @@ from nvo3.dataplane import nlbulk
 log = logging.getLogger(__name__)
 RTMGRP_LINK, RTMGRP_NEIGH = 0x1, 0x4
 RTM_NEWLINK, RTM_DELLINK = 16, 17
-IFLA_IFNAME = 3
-_IFI = struct.Struct("=BxHiII")
 _RTA = struct.Struct("=HH")
 _LEN_TYPE = struct.Struct("=IH")            # nlmsghdr: length, type
 _ND = struct.Struct("=BxxxiHBB")            # ndmsg
@@ -48,6 +46,8 @@ class Event(NamedTuple):
     dst: str | None = None
     state: int = 0
     flags: int = 0
+    master: int = 0          # links: the master's ifindex (0: none)
+    alias: str = ""          # links: the ifalias
 
 
 def decode(data: bytes, out: list[Event] | None = None) -> list[Event]:
@@ -85,10 +85,10 @@ def decode(data: bytes, out: list[Event] | None = None) -> list[Event]:
                          "new" if mtype == nlbulk.RTM_NEWNEIGH else "del", ifindex,
                          None, mac, dst, state, flags))
         elif mtype in (RTM_NEWLINK, RTM_DELLINK):
-            payload = memoryview(data)[off + 16:off + length]
-            _fam, _type, index, flags, _change = _IFI.unpack_from(payload)
-            append(Event("link", "new" if mtype == RTM_NEWLINK else "del", index,
-                         ifname=_ifname(payload), flags=flags))
+            lk = nlbulk.parse_link(memoryview(data)[off + 16:off + length])
+            append(Event("link", "new" if mtype == RTM_NEWLINK else "del", lk.index,
+                         ifname=lk.name or None, flags=lk.flags, master=lk.master,
+                         alias=lk.alias))
         off = nxt
     return out
 
@@ -101,18 +101,6 @@ def _dst(data: bytes, off: int, end: int) -> str | None:
             break
         if atype == nlbulk.NDA_DST:
             return nlbulk.ip_text(data[off + 4:off + alen])
-        off += (alen + 3) & ~3
-    return None
-
-
-def _ifname(payload: memoryview) -> str | None:
-    off = _IFI.size
-    while off + 4 <= len(payload):
-        alen, atype = struct.unpack_from("=HH", payload, off)
-        if alen < 4:
-            break
-        if atype == IFLA_IFNAME:
-            return bytes(payload[off + 4: off + alen]).rstrip(b"\0").decode()
         off += (alen + 3) & ~3
     return None
 

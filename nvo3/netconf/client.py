@@ -29,8 +29,7 @@ from ncclient import operations
 from ncclient.manager import make_device_handler
 from ncclient.operations.rpc import RaiseMode
 from ncclient.transport.errors import AuthenticationError
-from ncclient.transport.session import NotificationHandler, SessionListener
-from ncclient.xml_ import NETCONF_NOTIFICATION_NS, qualify
+from ncclient.transport.session import NotificationHandler
 
 from .errors import NetconfError, RpcError
 from .fastssh import FastSSHSession, HostKeyError, HostKeyPolicy, fingerprint
@@ -90,18 +89,6 @@ def check_reply(reply: etree._Element) -> etree._Element:
     return reply
 
 
-class _NotificationListener(SessionListener):
-    def __init__(self, deliver: Callable[[etree._Element], None]) -> None:
-        self._deliver = deliver
-
-    def callback(self, root: Any, raw: str) -> None:
-        if root[0] == qualify("notification", NETCONF_NOTIFICATION_NS):
-            self._deliver(etree.fromstring(raw.encode(), _PARSER))
-
-    def errback(self, ex: Exception) -> None:
-        pass
-
-
 class Client:
     """One NETCONF session. Thread-safe for concurrent requests (replies match by message-id)."""
 
@@ -132,7 +119,7 @@ class Client:
         stock = session.get_listener_instance(NotificationHandler)
         if stock is not None:
             session.remove_listener(stock)   # its queue would grow unbounded; we keep our own
-        session.add_listener(_NotificationListener(self._on_notification))
+        session.notification_sink = self._on_notification
         self.session = session
         log.info("connected to %s port %d as %s, session-id %s", self._params["host"], port,
                  self._params.get("username"), session.id)
@@ -273,19 +260,20 @@ class Client:
                             stream: str | None = None, filter: Any = None,
                             start_time: str | None = None,
                             stop_time: str | None = None) -> etree._Element:
-        """RFC 5277 subscription. Each <notification> goes to :attr:`notifications` and, if
-        given, to `callback` (called on the session thread: keep it short)."""
+        """RFC 5277 subscription. Each <notification> goes to `callback` if given (called on
+        the session thread: keep it short), else to :attr:`notifications`."""
         self._callback = callback
         return self._call(operations.CreateSubscription, filter=filter, stream_name=stream,
                           start_time=start_time, stop_time=stop_time)
 
     def _on_notification(self, notification: etree._Element) -> None:
-        self.notifications.put(notification)
-        if self._callback is not None:
-            try:
-                self._callback(notification)
-            except Exception:
-                log.exception("notification callback failed")
+        if self._callback is None:
+            self.notifications.put(notification)
+            return
+        try:
+            self._callback(notification)
+        except Exception:
+            log.exception("notification callback failed")
 
 
 def connect(host: str, port: int = 830, username: str | None = None,

@@ -54,6 +54,7 @@ RETRY_S = 5.0
 # carrier-up came at 1.0-1.1 s, after the window: a full resync (a 10k-entry dump) instead of
 # the cheap link check, racing the next commit.
 OWN_LINK_EVENTS_S = 2.0
+IFF_UP = 0x1
 MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
 StatusKey = nd.StatusKey
 
@@ -143,6 +144,7 @@ class NveRole(Role):
         self._thread: threading.Thread | None = None
         self._vx: dict[int, int] = {}       # ifindex -> vni of owned devices
         self._br: dict[int, int] = {}
+        self._br_of: dict[int, int] = {}    # vni -> ifindex of its owned bridge
         self._ports: dict[int, str] = {}    # ifindex -> configured port name
         self._port_names: set[str] = set()
         self._remote_macs: set[str] = set()
@@ -277,7 +279,8 @@ class NveRole(Role):
         for net in networks:
             vx, br = by_name.get(net.vxlan), by_name.get(net.bridge)  # type: ignore[attr-defined]
             if vx is None or br is None or vx.master != br.index \
-                    or not vx.alias.startswith(OWNER_ALIAS) or not br.alias.startswith(OWNER_ALIAS):
+                    or not vx.alias.startswith(OWNER_ALIAS) or not br.alias.startswith(OWNER_ALIAS) \
+                    or not vx.flags & br.flags & IFF_UP:
                 return False
             bridges[br.index] = net.vni  # type: ignore[attr-defined]
         ports = self.tracker.dataplane["port"]
@@ -286,13 +289,12 @@ class NveRole(Role):
             if lk is None or bridges.get(lk.master) != port.vni \
                     or lk.alias != port_alias(port):  # type: ignore[arg-type]
                 return False
+        vnis = {n.vni for n in networks}  # type: ignore[attr-defined]
         for lk in links:       # a port released (or never attached) must not be enslaved
-            if lk.master in bridges and lk.alias.startswith(PORT_ALIAS) and \
-                    lk.name not in {p.name for p in ports.values()}:  # type: ignore[attr-defined]
+            if lk.master in bridges and lk.alias.startswith(PORT_ALIAS) and lk.name not in ports:
                 return False
             vni = vni_of(lk.name)
-            if vni is not None and lk.alias.startswith(OWNER_ALIAS) and \
-                    vni not in {n.vni for n in networks}:  # type: ignore[attr-defined]
+            if vni is not None and lk.alias.startswith(OWNER_ALIAS) and vni not in vnis:
                 return False
         return True
 
@@ -321,22 +323,60 @@ class NveRole(Role):
 
     # -- drift repair ----------------------------------------------------------------------
     def _on_events(self, events: list[Event]) -> None:
-        relevant = [e for e in events if self._relevant(e)]
-        if not relevant:
-            return
-        if all(e.what == "link" for e in relevant) and time.monotonic() < self._own_links_until:
-            self._links_dirty.set()    # most likely the agent's own: a cheap check first
-        else:
+        dirty = check = False
+        for e in events:
+            if e.what == "link":
+                drift = self._link_drift(e)
+                if drift is None or (drift and time.monotonic() < self._own_links_until):
+                    check = True   # cannot tell from the event, or an own change in flight
+                elif drift:
+                    dirty = True
+            elif self._relevant(e):
+                dirty = True
+        if dirty:
             self._dirty.set()
+        elif check:
+            self._links_dirty.set()
+        else:
+            return
         self._wake.set()
 
+    def _link_drift(self, e: Event) -> bool | None:
+        """A link event against what the agent wants: False when the link is as wanted (or
+        is none of the agent's business), True when it visibly is not, None when the event
+        alone cannot tell (a device the agent's index does not know yet).
+
+        Why content, not just "one of ours changed": enslaving 2,500 VM ports echoes link
+        events on every port and bridge for seconds after the commit; each used to cost a
+        full kernel dump under the role's lock."""
+        name = e.ifname or ""
+        vni = vni_of(name)
+        if vni is not None:
+            if self.tracker.desired["network"].get(vni) is None:
+                return e.action == "new" and e.alias.startswith(OWNER_ALIAS)  # ours, unwanted
+            if e.action == "del" or not e.alias.startswith(OWNER_ALIAS) or not e.flags & IFF_UP:
+                return True
+            if name.startswith("vx-"):
+                br = self._br_of.get(vni)
+                return None if br is None else e.master != br
+            return False
+        port = self.tracker.desired["port"].get(name)
+        if port is None:
+            if name in self._port_names or e.ifindex in self._ports:
+                # configured but not attached (associated): must not sit on our bridge
+                return e.action == "new" and e.alias.startswith(PORT_ALIAS) and e.master != 0
+            return False
+        if e.action == "del":
+            return True
+        br = self._br_of.get(port.vni)  # type: ignore[attr-defined]
+        if br is None:
+            return None
+        return e.master != br or e.alias != port_alias(port)  # type: ignore[arg-type]
+
     def _relevant(self, e: Event) -> bool:
-        """True for kernel changes the agent did not ask for (or cannot tell)."""
+        """True for FDB/neighbour changes the agent did not ask for (or cannot tell)."""
         if e.what == "overrun":
             return True
-        if e.what == "link":
-            return (e.ifindex in self._vx or e.ifindex in self._br or e.ifindex in self._ports
-                    or vni_of(e.ifname or "") is not None or e.ifname in self._port_names)
         desired = self.tracker.desired
         if e.what == "fdb" and e.ifindex in self._vx:
             vni = self._vx[e.ifindex]
@@ -427,6 +467,7 @@ class NveRole(Role):
             elif lk.name in self._port_names:
                 ports[lk.index] = lk.name
         self._vx, self._br, self._ports = vx, br, ports
+        self._br_of = {vni: index for index, vni in br.items()}
 
     def _stats(self) -> dict[str, dict[str, int]]:
         out = {}

@@ -336,6 +336,37 @@ def test_hand_deleted_fdb_entries_come_back(lab: "Lab", agents: list[Host],
     assert fdb(lab, h.ns, "vxforeign") == {("02:99:00:00:00:01", "198.18.9.9")}
 
 
+def test_links_changed_behind_the_agents_back_come_back(lab: "Lab", agents: list[Host],
+                                                        tmp_path: Path) -> None:
+    h = start_host(lab, agents, tmp_path, 1)
+    lab.sh("ip", "-n", h.ns, "link", "add", "tap-vm1", "type", "veth", "peer", "name", "vm1-peer")
+    lab.sh("ip", "-n", h.ns, "link", "add", "tap-other", "type", "veth", "peer", "name", "o-peer")
+    h.edit(network(VNI, remote(MAC[2], VTEP[2]), flood(VTEP[2])) + attachment(1))
+    want = fdb(lab, h.ns)
+    assert want == {(MAC[2], VTEP[2]), ("00:00:00:00:00:00", VTEP[2])}
+
+    def link(name: str) -> str:
+        return lab.sh("ip", "-n", h.ns, "-o", "link", "show", "dev", name, check=False).stdout
+
+    def attached() -> bool:
+        return f"master br-{VNI}" in link("tap-vm1")
+    assert attached()
+    time.sleep(2.5)          # past the window in which link events are probably the agent's own
+    for what, cmd, back in (
+            ("a VM port released", ("link", "set", "tap-vm1", "nomaster"), attached),
+            ("the VXLAN device set down", ("link", "set", f"vx-{VNI}", "down"),
+             lambda: ",UP" in link(f"vx-{VNI}") and fdb(lab, h.ns) == want),
+            ("the VXLAN device deleted", ("link", "del", f"vx-{VNI}"),
+             lambda: f"master br-{VNI}" in link(f"vx-{VNI}") and fdb(lab, h.ns) == want)):
+        lab.sh("ip", "-n", h.ns, *cmd)
+        took = wait_for(back, timeout=1.0)
+        assert took is not None, f"{what}: not repaired within a second"
+    # a link the agent does not own, changed: left alone (no repair, nothing touched)
+    lab.sh("ip", "-n", h.ns, "link", "set", "tap-other", "master", f"br-{VNI}")
+    time.sleep(0.5)
+    assert f"master br-{VNI}" in link("tap-other") and attached()
+
+
 def test_bad_input_gets_rpc_error_and_leaves_kernel_untouched(lab: "Lab", agents: list[Host],
                                                                tmp_path: Path) -> None:
     h = start_host(lab, agents, tmp_path, 1)
