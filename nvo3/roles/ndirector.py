@@ -137,8 +137,9 @@ class NDirectorRole(Role):
     def nve_up(self, name: str, config: NveConfig, events: list[AttachmentEvent]) -> None:
         self._queue.put(("up", name, config, events, time.monotonic()))
 
-    def nve_event(self, name: str, event: AttachmentEvent) -> None:
-        self._queue.put(("event", name, event, time.monotonic()))
+    def nve_events(self, name: str, events: list[AttachmentEvent]) -> None:
+        """Attachment events of one notification (several: a bulk commit at the NVE)."""
+        self._queue.put(("events", name, events, time.monotonic()))
 
     def nve_state(self, name: str, state: str, previous: str, reason: str | None) -> None:
         self._queue.put(("state", name, state, previous, reason))
@@ -190,6 +191,7 @@ class NDirectorRole(Role):
             notes: list[tuple[str, Tree]] = []
             try:
                 with self.lock:
+                    if len(items) > 10: log.warning("DBG processing %d items", len(items))
                     self._process(items, notes)
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + TICK_S
@@ -223,11 +225,12 @@ class NDirectorRole(Role):
         now = time.monotonic()
         for item in items:
             kind = item[0]
-            if kind == "event":
-                _, name, event, t_recv = item
+            if kind == "events":
+                _, name, events, t_recv = item
                 if name in self.endpoints:
                     t0 = t0 or t_recv
-                    self._event(name, event, now, keys, vnis, notes)
+                    for event in events:
+                        self._event(name, event, now, keys, vnis, notes)
             elif kind == "up":
                 _, name, config, events, _t = item
                 if name in self.endpoints:

@@ -10,10 +10,14 @@ the engine keeps the old datastore and the tracker gets the old desired state ba
 Design notes:
 
 * The tracker's view of the kernel is a dump taken at start and kept current by a netlink
-  :class:`~nvo3.dataplane.monitor.Monitor`: events that do not match what the agent itself
-  asked for (an entry deleted or changed behind its back, a device event, an overrun) mark
-  the view dirty and wake the repair thread, which waits ~50 ms for the burst to end, then
-  re-dumps, re-derives and re-applies the pending deltas under the role's lock.  A commit
+  :class:`~nvo3.dataplane.monitor.Monitor`: FDB and neighbour events that do not match what
+  the agent asked for (an entry deleted or changed behind its back, an overrun) mark the view
+  dirty and wake the repair thread, which waits ~50 ms for the burst to end, then re-dumps,
+  re-derives and re-applies the pending deltas under the role's lock.  A link event whose
+  content (master, alias, up) differs from what the agent wants, or that it cannot judge,
+  asks for the cheap check instead: one raw link dump compared with the tracker, and the full
+  resync only if they differ (link events also echo the agent's own changes, in intermediate
+  states, thousands of them when a commit attaches thousands of ports).  A commit
   with a dirty view re-dumps first; a commit refused by the kernel re-dumps and retries once
   (the view may have been stale) before it refuses.
 * Start (``apply`` with before={} and the saved running configuration) is a reconcile: dump,
@@ -49,11 +53,6 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-nve"
 DEBOUNCE_S = 0.05
 RETRY_S = 5.0
-# link events this soon after the agent changed links: its own, probably.  Not 1 s: the kernel's
-# linkwatch reports carrier/operstate changes up to a second (HZ) late, and a new bridge's
-# carrier-up came at 1.0-1.1 s, after the window: a full resync (a 10k-entry dump) instead of
-# the cheap link check, racing the next commit.
-OWN_LINK_EVENTS_S = 2.0
 IFF_UP = 0x1
 MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
 StatusKey = nd.StatusKey
@@ -137,8 +136,8 @@ class NveRole(Role):
         self.repairs = 0
         self._started = False
         self._dirty = threading.Event()     # the tracker's view of the kernel may be stale
-        self._links_dirty = threading.Event()   # link events, probably our own: check links
-        self._own_links_until = 0.0
+        self._links_dirty = threading.Event()   # link events: check the links (cheap)
+        self._links_changed = False         # this commit added/removed ports or devices
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -209,7 +208,8 @@ class NveRole(Role):
                 self.failed = {p.key: p.message for p in derived.problems}
             previous, self.config, self.derived = self.config, after, derived
             self._port_names = {a["port"] for a in nd.attachments_of(after).values()}
-            self._refresh_index(None if self._own_links_until > time.monotonic() else links)
+            self._refresh_index(None if self._links_changed else links)
+            self._links_changed = False
             self._started = True
             t3 = time.perf_counter()
         log.info("nve %s: %s in %.3f s (config tree %.3f, derive %.3f, kernel %.3f)",
@@ -232,7 +232,7 @@ class NveRole(Role):
     def _apply(self, batch: Batch) -> None:
         if any(KIND_OF[type(o)] in ("port", "network")
                for o in (*batch.deletes, *(u.new for u in batch.updates))):
-            self._own_links_until = time.monotonic() + OWN_LINK_EVENTS_S
+            self._links_changed = True
         self.kernel.apply(batch)
         self.tracker.applied(batch)
         stamp = _now()
@@ -299,38 +299,32 @@ class NveRole(Role):
         return True
 
     def _notify(self, before: Tree, after: Tree) -> None:
+        """One notification per changed attachment; a commit changing several sends them all
+        in one attachments-changed (built from the validated configuration: no libyang round
+        trip for 2,500 entries)."""
         if self.notifier is None:
             return
         events = nd.attachment_events(before, after)
         trusted = getattr(self.notifier, "notify_trusted", None)
-        if trusted is not None and len(events) > 1:
-            # a bulk commit: contents built from the validated configuration, sent without a
-            # libyang round trip each (2,500 attachments in one commit)
-            by_name: dict[str, list[Tree]] = {}
+        try:
+            if len(events) > 1 and trusted is not None:
+                trusted(MODULE, "attachments-changed",
+                        [{"change": [nd.batch_entry(name, c) for name, c in events]}])
+                return
             for name, content in events:
-                by_name.setdefault(name, []).append(content)
-            for name, contents in by_name.items():
-                try:
-                    trusted(MODULE, name, contents)
-                except Exception:   # a notification must never undo a commit
-                    log.exception("nve: could not send %s", name)
-            return
-        for name, content in events:
-            try:
                 self.notifier.notify(MODULE, name, content)
-            except Exception:   # a notification must never undo a commit
-                log.exception("nve: could not send %s", name)
+        except Exception:   # a notification must never undo a commit
+            log.exception("nve: could not send the attachment notifications")
 
     # -- drift repair ----------------------------------------------------------------------
     def _on_events(self, events: list[Event]) -> None:
         dirty = check = False
         for e in events:
             if e.what == "link":
-                drift = self._link_drift(e)
-                if drift is None or (drift and time.monotonic() < self._own_links_until):
-                    check = True   # cannot tell from the event, or an own change in flight
-                elif drift:
-                    dirty = True
+                # not a full resync straight away: an event may show a state the agent's own
+                # change passes through (a port enslaved a moment before its alias is set);
+                # the cheap check reads the links as they are now and resyncs if they differ
+                check = check or self._link_drift(e) is not False
             elif self._relevant(e):
                 dirty = True
         if dirty:

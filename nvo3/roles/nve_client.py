@@ -29,6 +29,7 @@ NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 NVE_NS = "urn:nvo3:yang:nvo3-nve"
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 ATTACHMENT_EVENTS = ("attachment-added", "attachment-changed", "attachment-removed")
+BATCH_EVENT = "attachments-changed"      # every change of one bulk commit
 _OP = f"{{{NC}}}operation"
 _LEAF_LISTS = {"ip-address"}
 _INTS = {"vni", "vlan"}
@@ -112,17 +113,33 @@ class AttachmentEvent:
     content: Tree
 
 
-def parse_notification(message: etree._Element) -> AttachmentEvent | None:
-    """An attachment event from a <notification>, or None for any other notification."""
+def parse_notification(message: etree._Element) -> list[AttachmentEvent]:
+    """The attachment events of a <notification>: one for attachment-added/-changed/-removed,
+    one per ``change`` of an attachments-changed (a bulk commit), none for anything else."""
     body = next((c for c in message if isinstance(c.tag, str)
                  and etree.QName(c).namespace == NVE_NS), None)
-    if body is None or etree.QName(body).localname not in ATTACHMENT_EVENTS:
-        return None
+    if body is None:
+        return []
+    name = etree.QName(body).localname
+    if name != BATCH_EVENT and name not in ATTACHMENT_EVENTS:
+        return []
     when = message.findtext(f"{{{NOTIF_NS}}}eventTime") or ""
     try:
         t = datetime.fromisoformat(when.strip().replace("Z", "+00:00")).timestamp()
     except ValueError:
         t = 0.0
+    if name != BATCH_EVENT:
+        return [AttachmentEvent(name, t, _content(body))]
+    out = []
+    for change in body.iterchildren(f"{{{NVE_NS}}}change"):
+        content = _content(change)
+        event = content.pop("event", "")
+        if f"attachment-{event}" in ATTACHMENT_EVENTS:
+            out.append(AttachmentEvent(f"attachment-{event}", t, content))
+    return out
+
+
+def _content(body: etree._Element) -> Tree:
     content: Tree = {}
     for leaf in body:
         if not isinstance(leaf.tag, str):
@@ -134,7 +151,7 @@ def parse_notification(message: etree._Element) -> AttachmentEvent | None:
             content[name] = int(text)
         else:
             content[name] = norm_mac(text) if name == "mac" else text
-    return AttachmentEvent(etree.QName(body).localname, t, content)
+    return content
 
 
 # writing ------------------------------------------------------------------------------------

@@ -259,3 +259,13 @@ def attachment_events(before: Tree, after: Tree) -> list[tuple[str, Tree]]:
     events += [("attachment-removed", attachment_info(att))
                for key, att in old.items() if key not in new]
     return events
+
+
+def batch_entry(name: str, content: Tree) -> Tree:
+    """One ``change`` entry of an attachments-changed notification from an individual
+    notification (name, content) of :func:`attachment_events` (schema order: keys first)."""
+    entry = {k: v for k, v in content.items() if k != "previous-state"}
+    entry["event"] = name.removeprefix("attachment-")
+    if "previous-state" in content:
+        entry["previous-state"] = content["previous-state"]
+    return entry

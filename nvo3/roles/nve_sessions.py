@@ -62,7 +62,7 @@ class Director(Protocol):
     """What a session reports to (the nDirector role)."""
 
     def nve_up(self, name: str, config: NveConfig, events: list[AttachmentEvent]) -> None: ...
-    def nve_event(self, name: str, event: AttachmentEvent) -> None: ...
+    def nve_events(self, name: str, events: list[AttachmentEvent]) -> None: ...
     def nve_state(self, name: str, state: str, previous: str, reason: str | None) -> None: ...
     def nve_acked(self, name: str, generation: int) -> None: ...
 
@@ -407,14 +407,14 @@ class NveSession:
         self.director.nve_up(self.name, held, events)
 
     def _on_notification(self, message: etree._Element) -> None:
-        event = nc.parse_notification(message)
-        if event is None:
+        events = nc.parse_notification(message)
+        if not events:
             return
         with self.lock:
             if self._buffer is not None:
-                self._buffer.append(event)
+                self._buffer.extend(events)
                 return
-        self.director.nve_event(self.name, event)
+        self.director.nve_events(self.name, events)
 
     # push worker ---------------------------------------------------------------------------
     def _push_loop(self) -> None:
@@ -469,4 +469,5 @@ class NveSession:
             self._down.set()
             return False
         self.stats.last_push_latency_us = int((time.perf_counter() - t0) * 1e6)
+        log.warning("DBG nve %s: pushed %d %s in %.3f s", self.name, edit.size(), what, time.perf_counter() - t0)
         return True

@@ -143,3 +143,41 @@ def test_attachment_events() -> None:
     assert removed == [("attachment-removed", nd.attachment_info(
         before["nve"]["attachments"]["attachment"][0]))]
     assert nd.attachment_events(before, config()) == []
+
+
+def test_bulk_commit_notification_is_valid_yang_and_parses_back() -> None:
+    """A commit changing several attachments sends one attachments-changed, built without
+    libyang (server.notify_trusted): it must still be what the YANG module says, and the
+    nDirector's parser must get every change back."""
+    import libyang
+    from lxml import etree
+
+    from nvo3 import YANG_DIR
+    from nvo3.netconf.schema import Schema
+    from nvo3.netconf.server import _build
+    from nvo3.roles import nve_client
+
+    before = config()
+    added = {"vni": 100, "mac": MAC2, "port": "tap-vm2", "state": "associated"}
+    after = config(att={"state": "associated", "ip-address": ["198.19.1.2"]})
+    after["nve"]["attachments"]["attachment"].append(added)
+    events = nd.attachment_events(before, after)
+    assert [n for n, _ in events] == ["attachment-changed", "attachment-added"]
+    body = etree.Element("{urn:nvo3:yang:nvo3-nve}attachments-changed",
+                         nsmap={None: "urn:nvo3:yang:nvo3-nve"})
+    _build(body, "urn:nvo3:yang:nvo3-nve", {"change": [nd.batch_entry(n, c) for n, c in events]})
+    schema = Schema([YANG_DIR], ["nvo3-nve"])
+    node = schema.context.parse_op_mem("xml", etree.tostring(body).decode(),
+                                       libyang.DataType.NOTIF_YANG)
+    try:
+        assert node.name() == "attachments-changed"
+    finally:
+        node.free()
+    message = etree.fromstring(
+        '<notification xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
+        "<eventTime>2026-11-25T10:00:00Z</eventTime></notification>")
+    message.append(body)
+    parsed = nve_client.parse_notification(message)
+    assert [(e.name, e.content["mac"], e.content.get("previous-state")) for e in parsed] == [
+        ("attachment-changed", MAC1, "activated"), ("attachment-added", MAC2, None)]
+    assert parsed[0].content["ip-address"] == ["198.19.1.2"] and parsed[0].content["vni"] == 100
