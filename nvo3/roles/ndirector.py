@@ -191,7 +191,6 @@ class NDirectorRole(Role):
             notes: list[tuple[str, Tree]] = []
             try:
                 with self.lock:
-                    if len(items) > 10: log.warning("DBG processing %d items", len(items))
                     self._process(items, notes)
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + TICK_S

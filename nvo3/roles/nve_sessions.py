@@ -469,5 +469,4 @@ class NveSession:
             self._down.set()
             return False
         self.stats.last_push_latency_us = int((time.perf_counter() - t0) * 1e6)
-        log.warning("DBG nve %s: pushed %d %s in %.3f s", self.name, edit.size(), what, time.perf_counter() - t0)
         return True
