@@ -58,6 +58,12 @@ class EchoSession:
         self.sink.send((head + body + "</rpc-reply>").encode())
         if name == "close-session":
             self.sink.close()
+        if name == "burst":       # <burst><n>N</n></burst>: N notifications back to back
+            count = int(op.findtext(f"{{{NS}}}n") or 0)
+            notes = [('<notification xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
+                      f'<eventTime>2024-01-01T00:00:00Z</eventTime><tick xmlns="urn:x"><i>{i}</i>'
+                      "</tick></notification>").encode() for i in range(count)]
+            threading.Thread(target=lambda: [self.sink.send(n) for n in notes]).start()
         if name == "create-subscription":
             note = ('<notification xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">'
                     "<eventTime>2024-01-01T00:00:00Z</eventTime><moved/></notification>")
@@ -241,6 +247,28 @@ def test_rpc_error_pipeline_and_notification(env) -> None:
             time.sleep(0.01)
         assert [etree.QName(n[1]).localname for n in got] == ["moved"]
         assert c.notifications.empty()      # with a callback, nothing piles up in the queue
+
+
+def test_notification_burst_arrives_whole_and_in_order(env) -> None:
+    """3,000 notifications back to back (what one bulk commit at an NVE used to send) reach
+    the callback in order while rpc-replies keep flowing on the same session: the client
+    frames with the engine's decoder (ncclient's base:1.1 parser is quadratic in the number
+    of buffered messages)."""
+    server, _, _ = env
+    got: list[int] = []
+
+    def on_notification(n: etree._Element) -> None:
+        if etree.QName(n[1]).localname == "tick":      # not the <moved/> of the subscription
+            got.append(int(n[1][0].text))
+    with connect(server) as c:
+        c.create_subscription(callback=on_notification)
+        c.dispatch("<burst><n>3000</n></burst>")
+        replies = c.pipeline([f"<echo><n>{i}</n></echo>" for i in range(20)])
+        assert len(replies) == 20
+        deadline = time.monotonic() + 20
+        while len(got) < 3000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert got == list(range(3000)), (len(got), got[:5], got[-5:])
 
 
 def test_stop_closes_open_sessions(env) -> None:
