@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-ndirector"
 STARTUP_GRACE_S = 10.0
 TICK_S = 1.0
+WITHDRAW_DELAY_S = 0.02     # a withdraw-only push waits this long after the installs
 Key = tuple[int, str]
 
 
@@ -375,33 +376,42 @@ class NDirectorRole(Role):
                 {v for nets in self.held_networks.values() for v in nets}
         elif vnis:
             keys = keys | {k for k in self.table.mappings if k[0] in vnis}
-        touched: set[str] = set()
+        touched: dict[str, bool] = {}     # NVE -> its change installs (or re-points) something
         members = {vni: self.members(vni) for vni in {k[0] for k in keys} | vnis}
         for name, session in self.sessions.items():
             t = session.tracker
             with session.lock:
-                changed = False
+                changed = installs = False
                 for key in keys:
-                    changed |= t.set_mac(key, self._remote_entry(key, name, members[key[0]]))
+                    entry = self._remote_entry(key, name, members[key[0]])
+                    if t.set_mac(key, entry):
+                        changed, installs = True, installs or entry is not None
                     here = name in self.table.candidates.get(key, {})
-                    changed |= t.set_policy(key, self.effective_policy(key) if here else None)
+                    policy = self.effective_policy(key) if here else None
+                    if t.set_policy(key, policy):
+                        changed, installs = True, installs or policy is not None
                 for vni in vnis:
                     mem = members[vni]
                     vteps = {self.endpoints[o].vtep for o in mem if o != name} \
                         if name in mem else set()
-                    changed |= t.set_flood(vni, vteps)
+                    before = t.floods.get(vni, set())
+                    if t.set_flood(vni, vteps):
+                        changed, installs = True, installs or bool(vteps - before)
                 if changed:
                     t.generation = self._generation + 1
             if changed:
-                touched.add(name)
+                touched[name] = installs
         if not touched:
             return
         self._generation += 1
         waiting = {n for n in touched if self.sessions[n].connected}
         if waiting and self._ready:
             self._pending[self._generation] = (t0, waiting)
-        for name in touched:
-            self.sessions[name].kick()
+        # make-before-break across NVEs: the pushes that install or re-point entries go first;
+        # one that only withdraws waits a moment so it does not compete with them for the CPU
+        # (a moved VM's new NVE drops its remote entry: it already forwards locally)
+        for name, installs in touched.items():
+            self.sessions[name].kick(0.0 if installs else WITHDRAW_DELAY_S)
 
     # RPCs ----------------------------------------------------------------------------------
     def rpc_handlers(self) -> dict[str, RpcHandler]:

@@ -265,6 +265,7 @@ class NveSession:
         self._stop = threading.Event()
         self._down = threading.Event()
         self._kick = threading.Event()
+        self._not_before = 0.0          # monotonic time before which the next push waits
         self._buffer: list[AttachmentEvent] | None = None
         self._threads = [threading.Thread(target=self._run, daemon=True,
                                           name=f"nve-session-{endpoint.name}"),
@@ -296,8 +297,12 @@ class NveSession:
             if t.is_alive() and t is not threading.current_thread():
                 t.join(timeout)
 
-    def kick(self) -> None:
-        """Something is pending in the tracker: wake the push worker."""
+    def kick(self, delay: float = 0.0) -> None:
+        """Something is pending in the tracker: wake the push worker (``delay``: let it wait
+        that long first, unless a kick without delay comes meanwhile)."""
+        with self.lock:
+            due = time.monotonic() + delay if delay > 0 else 0.0
+            self._not_before = min(self._not_before, due) if self._kick.is_set() else due
         self._kick.set()
 
     def reread(self) -> None:
@@ -420,6 +425,12 @@ class NveSession:
     def _push_loop(self) -> None:
         while not self._stop.is_set():
             self._kick.wait(1.0)
+            while not self._stop.is_set():    # a delayed kick: wait, unless one comes now
+                with self.lock:
+                    wait = self._not_before - time.monotonic()
+                if wait <= 0:
+                    break
+                self._stop.wait(min(wait, 0.005))
             self._kick.clear()
             if self._stop.is_set():
                 break
