@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import logging
@@ -83,9 +84,12 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.migration import run_migration_bench
         return run_migration_bench(json_output=args.json, moves=args.moves)
     from .bench import run_bench
-    result = run_bench(args.what, entries=args.entries)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    if not args.json:
+        run_bench(args.what, entries=args.entries)
+        return 0
+    with contextlib.redirect_stdout(sys.stderr):     # the readable lines: stdout is the JSON
+        result = run_bench(args.what, entries=args.entries)
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -15,10 +15,12 @@ times, and a PNG timeline (probe sequence against time, moves shaded).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import signal
+import sys
 import statistics
 import tempfile
 import time
@@ -175,11 +177,13 @@ def run_migration_bench(json_output: bool = False, moves: int = 20,
     path = tmp / "lab.json"
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        print("bench migration: bringing up the two-DC lab", flush=True)
-        up(None, path, prefix=PREFIX)
-        result = measure(Demo.from_state(path, quiet=True), moves=moves, png=png)
+        # with --json, stdout is the JSON alone: the progress lines go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
+            print("bench migration: bringing up the two-DC lab", flush=True)
+            up(None, path, prefix=PREFIX)
+            result = measure(Demo.from_state(path, quiet=True), moves=moves, png=png)
     except KeyboardInterrupt:
-        print("\ninterrupted: taking the lab down")
+        print("\ninterrupted: taking the lab down", file=sys.stderr)
         return 130
     finally:
         down(path, prefix=PREFIX)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import time
 from collections.abc import Iterator
@@ -208,3 +211,14 @@ def test_monitor_sees_hand_deleted_fdb_entry_and_repairs(hosts: dict[int, Host])
         assert h.kernel.dump() == desired(1)
     finally:
         mon.stop()
+
+
+def test_bench_json_output_is_json_alone() -> None:
+    """`nvo3 bench ... --json` is for scripts: stdout holds the JSON document and nothing
+    else (the readable lines go to stderr)."""
+    out = subprocess.run([sys.executable, "-m", "nvo3.cli", "--log-level", "WARNING", "bench",
+                          "fdb", "--json", "--entries", "500"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["entries"] == 500 and result["bridge_batch_s"] > 0 and result["nvo3_s"] > 0
