@@ -170,7 +170,7 @@ def test_policy_acl_drop_and_antispoofing(hosts: dict[int, Host]) -> None:
     for i in (1, 2):
         hosts[i].converge(desired(i))
     assert ping(hosts[1].vm, VM_IP[2])
-    deny = Policy(f"tap-vm1", rules=(AclRule("drop", "out", "icmp", f"{VM_IP[2]}/32"),),
+    deny = Policy("tap-vm1", rules=(AclRule("drop", "out", "icmp", f"{VM_IP[2]}/32"),),
                   rate_kbps=10_000)
     hosts[1].converge(desired(1, policy=deny))
     assert hosts[1].kernel.dump() == desired(1, policy=deny)

@@ -314,7 +314,7 @@ def test_unknown_element_under_existing_node(client):
 
 
 def test_unknown_element_inside_new_entry(client):
-    err = one_error(edit(client, top(f"<item><id>30</id><bogus>1</bogus></item>")))
+    err = one_error(edit(client, top("<item><id>30</id><bogus>1</bogus></item>")))
     assert err["error-tag"] == "unknown-element"
     assert err["bad-element"] == "bogus"
     assert "30" not in items(config(client))
@@ -334,7 +334,7 @@ def test_invalid_value_out_of_range(client):
 
 
 def test_invalid_value_not_a_number(client):
-    err = one_error(edit(client, top(f"<limits><min>lots</min></limits>")))
+    err = one_error(edit(client, top("<limits><min>lots</min></limits>")))
     assert err["error-tag"] == "invalid-value"
     assert err["error-path"].endswith("min")
 
