@@ -137,7 +137,8 @@ class NveRole(Role):
         self._started = False
         self._dirty = threading.Event()     # the tracker's view of the kernel may be stale
         self._links_dirty = threading.Event()   # link events: check the links (cheap)
-        self._links_changed = False         # this commit added/removed ports or devices
+        self._links_changed = False         # this commit added/removed devices
+        self._dumped: list[Any] | None = None   # a link dump taken in this commit, unused yet
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,6 +193,7 @@ class NveRole(Role):
                 self._resync()
             old_desired = self.tracker.desired
             self.tracker.set_desired(derived.state)
+            self._dumped = links     # the kernel's apply may use it once (nothing changed since)
             if reconcile:
                 self.failed = self._apply_best_effort(self.tracker.pending())
                 self.failed.update({p.key: p.message for p in derived.problems})
@@ -230,10 +232,14 @@ class NveRole(Role):
             self._apply(batch)
 
     def _apply(self, batch: Batch) -> None:
-        if any(KIND_OF[type(o)] in ("port", "network")
+        if any(KIND_OF[type(o)] == "network"     # new or removed devices: new ifindexes
                for o in (*batch.deletes, *(u.new for u in batch.updates))):
             self._links_changed = True
-        self.kernel.apply(batch)
+        dumped, self._dumped = self._dumped, None
+        if dumped is not None and hasattr(self.kernel, "links"):
+            self.kernel.apply(batch, dumped=dumped)
+        else:
+            self.kernel.apply(batch)
         self.tracker.applied(batch)
         stamp = _now()
         self.programmed_at.update({(KIND_OF[type(new)], new.key): stamp
