@@ -109,13 +109,13 @@ class Monitor:
     """A daemon thread delivering kernel events of one namespace to ``callback``."""
 
     def __init__(self, callback: Callable[[list[Event]], None], netns: str | None = None,
-                 poll: float = 0.2) -> None:
+                 poll: float = 0.2, groups: int = RTMGRP_LINK | RTMGRP_NEIGH) -> None:
         self.callback, self.netns, self.poll = callback, netns, poll
         self._stop = threading.Event()
         # echo keys of FDB changes the agent itself just sent (nlbulk.send_batch adds them):
         # their notifications are dropped undecoded, once each
         self.echoes: set[bytes] = set()
-        self.sock = nlbulk.open_socket(netns, groups=RTMGRP_LINK | RTMGRP_NEIGH)
+        self.sock = nlbulk.open_socket(netns, groups=groups)
         self.sock.setsockopt(socket.SOL_SOCKET, nlbulk.SO_RCVBUFFORCE, RCVBUF)
         self.sock.setblocking(False)
         self._thread = threading.Thread(target=self._run, name=f"nvo3-monitor-{netns}",
