@@ -207,7 +207,10 @@ class NveRole(Role):
                     self._resync()
                     raise ApplyError(f"the kernel refused {describe(exc.obj)}: {exc.reason}",
                                      tag="operation-failed", path=config_path(exc.obj)) from None
+                finally:
+                    self._dumped = None   # unused (nothing to apply) or spent: never later
                 self.failed = {p.key: p.message for p in derived.problems}
+            self._dumped = None
             previous, self.config, self.derived = self.config, after, derived
             self._port_names = {a["port"] for a in nd.attachments_of(after).values()}
             self._refresh_index(None if self._links_changed else links)
