@@ -4,54 +4,41 @@ The client (:mod:`nvo3.netconf.client`) returns lxml elements; the nDirector's l
 dicts and small dataclasses only. This adapter turns an NVE's configuration and attachment
 notifications into dicts, and builds the edit-config payloads the nDirector sends from dicts.
 
-* Reading: an NVE's running ``<nve>`` is parsed with libyang (a Context over ``yang/`` with
-  ``nvo3-nve``) and printed as a dict, like the engine hands trees to roles.
-* Notifications are flat (a few leaves and one leaf-list): read with lxml directly.
-* Writing: payloads are built with lxml from dicts, one ``<config>`` per push:
+* Reading: an NVE's running ``<nve>`` is parsed with libyang (:func:`nvo3.roles.peer.data_tree`,
+  the context every role's peer adapter shares) and printed as a dict, like the engine hands
+  trees to roles.
+* Notifications are flat (a few leaves and one leaf-list per attachment): read with lxml
+  directly, one notification or the ``change`` entries of an attachments-changed.
+* Writing: payloads are built as text from dicts, one ``<config>`` per push:
   :class:`NveEdit` says what to merge and remove, or which subtrees to replace whole.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
 
-import libyang
 from lxml import etree
 
-from .. import YANG_DIR
 from ..netconf.client import Client
+from . import peer
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 NVE_NS = "urn:nvo3:yang:nvo3-nve"
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 ATTACHMENT_EVENTS = ("attachment-added", "attachment-changed", "attachment-removed")
 BATCH_EVENT = "attachments-changed"      # every change of one bulk commit
-_OP = f"{{{NC}}}operation"
 _LEAF_LISTS = {"ip-address"}
 _INTS = {"vni", "vlan"}
 
 Tree = dict[str, Any]
 Key = tuple[int, str]
 
-_ctx_lock = threading.Lock()
-_ctx: libyang.Context | None = None
-
 
 def norm_mac(mac: str) -> str:
     return mac.strip().lower()
-
-
-def _context() -> libyang.Context:
-    global _ctx
-    if _ctx is None:
-        ctx = libyang.Context(str(YANG_DIR))
-        ctx.load_module("nvo3-nve")
-        _ctx = ctx
-    return _ctx
 
 
 # reading ------------------------------------------------------------------------------------
@@ -74,15 +61,7 @@ def parse_nve_config(data: etree._Element) -> NveConfig:
     out = NveConfig()
     if node is None:
         return out
-    xml = etree.tostring(node).decode()
-    with _ctx_lock:
-        dnode = _context().parse_data_mem(xml, "xml", parse_only=True)
-        try:
-            tree = dnode.print_dict(strip_prefixes=True) if dnode else {}
-        finally:
-            if dnode is not None:
-                dnode.free()
-    nve = tree.get("nve") or {}
+    nve = peer.data_tree(etree.tostring(node).decode()).get("nve") or {}
     out.nve_id, out.local_vtep = nve.get("nve-id"), nve.get("local-vtep-address")
     for net in (nve.get("networks") or {}).get("network", []):
         vni = int(net["vni"])
@@ -188,78 +167,7 @@ class NveEdit:
             len(self.remove_policies)
 
 
-def _e(parent: etree._Element, name: str, text: Any = None) -> etree._Element:
-    el = etree.SubElement(parent, f"{{{NVE_NS}}}{name}")
-    if text is not None:
-        el.text = ("true" if text else "false") if isinstance(text, bool) else str(text)
-    return el
-
-
-def _fill(parent: etree._Element, tree: Tree) -> None:
-    """Dict (libyang print_dict shape) -> child elements; keys first for list entries."""
-    for name, value in tree.items():
-        if isinstance(value, dict):
-            _fill(_e(parent, name), value)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    _fill(_e(parent, name), item)
-                else:
-                    _e(parent, name, item)
-        elif value is not None:
-            _e(parent, name, value)
-
-
 _REMOTE_ORDER = ("mac", "ip-address", "remote-vtep", "remote-nve", "sequence-number", "sticky")
-
-
-def build_edit(edit: NveEdit) -> etree._Element:
-    """The <config> element of one edit-config."""
-    config = etree.Element(f"{{{NC}}}config", nsmap={"nc": NC})
-    nve = etree.SubElement(config, f"{{{NVE_NS}}}nve", nsmap={None: NVE_NS})
-    if edit.networks:
-        nets = _e(nve, "networks")
-        for vni in sorted(edit.networks):
-            ne = edit.networks[vni]
-            net = _e(nets, "network")
-            _e(net, "vni", vni)
-            rms = _e(net, "remote-macs") if ne.replace or ne.macs or ne.remove_macs else None
-            flood = _e(net, "flood-list") if ne.replace or ne.vteps or ne.remove_vteps else None
-            if ne.replace:
-                rms.set(_OP, "replace")             # type: ignore[union-attr]
-                flood.set(_OP, "replace")           # type: ignore[union-attr]
-            for mac in sorted(ne.macs):
-                rm = _e(rms, "remote-mac")
-                entry = ne.macs[mac]
-                if not ne.replace:
-                    rm.set(_OP, "replace")
-                _fill(rm, {k: entry[k] for k in _REMOTE_ORDER if entry.get(k) is not None})
-            for mac in sorted(ne.remove_macs):
-                rm = _e(rms, "remote-mac")
-                rm.set(_OP, "remove")
-                _e(rm, "mac", mac)
-            for vtep in sorted(ne.vteps):
-                _e(_e(flood, "vtep"), "address", vtep)
-            for vtep in sorted(ne.remove_vteps):
-                v = _e(flood, "vtep")
-                v.set(_OP, "remove")
-                _e(v, "address", vtep)
-    if edit.policies or edit.remove_policies or edit.replace_policies:
-        pols = _e(nve, "policies")
-        if edit.replace_policies:
-            pols.set(_OP, "replace")
-        for (vni, mac), body in sorted(edit.policies.items()):
-            p = _e(pols, "policy")
-            if not edit.replace_policies:
-                p.set(_OP, "replace")
-            _fill(p, {"vni": vni, "mac": mac, **{k: v for k, v in body.items()
-                                                 if k not in ("vni", "mac")}})
-        for vni, mac in sorted(edit.remove_policies - set(edit.policies)):
-            p = _e(pols, "policy")
-            p.set(_OP, "remove")
-            _e(p, "vni", vni)
-            _e(p, "mac", mac)
-    return config
 
 
 def _x(value: Any) -> str:
@@ -313,9 +221,9 @@ def _remote_mac_slow(mac: str, entry: Tree, op: str) -> str:
 
 
 def build_edit_text(edit: NveEdit) -> str:
-    """:func:`build_edit` as XML text, built as strings: what a push sends. A 7,500-entry
-    resync is 3-6x cheaper this way than element by element (lxml), and the client parses
-    the text once anyway."""
+    """The <config> of one edit-config as XML text, built as strings: a 7,500-entry resync is
+    3-6x cheaper this way than element by element (lxml), and the client parses the text once
+    anyway."""
     out = [f'<nc:config xmlns:nc="{NC}"><nve xmlns="{NVE_NS}">']
     replace_op, remove_op = ' nc:operation="replace"', ' nc:operation="remove"'
     if edit.networks:

@@ -91,6 +91,18 @@ def call(client: Client, module: str, rpc: str, given: Tree) -> Tree:
             node.free()
 
 
+def data_tree(xml: str) -> Tree:
+    """Instance data of any nvo3 module, parsed (not validated), as libyang's print_dict tree
+    with prefixes stripped (the shape the engine hands to roles, without defaults)."""
+    with _lock:
+        dnode = context().parse_data_mem(xml, "xml", parse_only=True)
+        try:
+            return dnode.print_dict(strip_prefixes=True) if dnode else {}
+        finally:
+            if dnode is not None:
+                dnode.free()
+
+
 def _data_to_dict(data: etree._Element, with_state: bool) -> Tree:
     xml = b"".join(etree.tostring(c) for c in data if isinstance(c.tag, str))
     if not xml:
