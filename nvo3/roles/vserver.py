@@ -30,19 +30,18 @@ Design notes:
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import logging
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
 
 
-from ..netconf.client import Client, ClientError, RemoteRpcError, connect
+from ..netconf.client import RemoteRpcError
 from ..netconf.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler, Tree
 from . import peer
+from .peer_links import PeerLink
 from .vm_driver import DriverError, Ledger, Monitor, Resources, Vm, VmDriver
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,6 @@ NVE_MODULE = "nvo3-nve"
 VC_MODULE = "nvo3-vcenter"
 MONITOR_S = 2.0
 TICK_S = 0.2
-BACKOFF_MAX = 2.0
 Key = tuple[str, str]
 PROFILE_LEAVES = ("vnid", "vlan", "vm-group")
 
@@ -109,84 +107,6 @@ def nve_edit(ops: list[tuple[str, str, Tree]]) -> str:
     ordered = sorted(ops, key=lambda o: order.index(o[0]))
     return peer.list_edit(NVE_MODULE, "nve",
                           [(c, _NVE_LISTS[c], op, entry) for c, op, entry in ordered])
-
-
-# -- sessions to the NVE and the vCenter -----------------------------------------------------
-
-class PeerLink:
-    """A lazily opened, reconnecting NETCONF session to a peer role (NVE or vCenter)."""
-
-    def __init__(self, what: str, connector: Callable[..., Client] = connect) -> None:
-        self.what = what
-        self.config: Tree | None = None
-        self.client: Client | None = None
-        self.state = "disconnected"
-        self.ups = 0                       # sessions opened so far (a new one -> resync)
-        self.lock = threading.Lock()
-        self._connect = connector
-        self._next_try = 0.0
-        self._backoff = 0.1
-
-    def configure(self, config: Tree | None) -> bool:
-        """New endpoint configuration; True when it changed (the session is reopened)."""
-        keep = ("name", "address", "port", "username", "password", "host-key")
-        new = {k: config[k] for k in keep if k in config} if config else None
-        with self.lock:
-            if new == self.config:
-                return False
-            self.config = new
-            self._close()
-            self._next_try = 0.0
-            return True
-
-    def _close(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.close()
-        self.client = None
-        self.state = "disconnected"
-
-    def close(self) -> None:
-        with self.lock:
-            self._close()
-
-    def _ensure(self, wait: bool) -> Client:
-        if self.config is None:
-            raise ClientError(f"no {self.what} configured")
-        if self.client is not None and self.client.connected:
-            return self.client
-        self._close()
-        if not wait and time.monotonic() < self._next_try:
-            raise ClientError(f"{self.what} unreachable (retrying)")
-        c = self.config
-        self.state = "connecting"
-        try:
-            self.client = self._connect(c["address"], int(c.get("port", 830)),
-                                        c.get("username") or getpass.getuser(),
-                                        c.get("password"), host_key=c.get("host-key"),
-                                        timeout=3.0, rpc_timeout=20.0)
-        except Exception as exc:
-            self.state = "disconnected"
-            self._next_try = time.monotonic() + self._backoff
-            self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-            raise ClientError(f"{self.what} {c.get('name')} at {c['address']}:"
-                              f"{c.get('port', 830)}: {exc}") from exc
-        self.state, self._backoff = "connected", 0.1
-        self.ups += 1
-        log.info("%s %s: session up", self.what, c.get("name"))
-        return self.client
-
-    def run(self, fn: Callable[[Client], Any], wait: bool = True) -> Any:
-        """fn(client) on the session (opened if needed); a broken session is dropped."""
-        with self.lock:
-            client = self._ensure(wait)
-            try:
-                return fn(client)
-            except RemoteRpcError:
-                raise
-            except Exception:
-                self._close()
-                raise
 
 
 # -- the role ---------------------------------------------------------------------------------
