@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,10 +28,10 @@ from lxml import etree
 from nvo3.lab.lab import session
 from nvo3.lab.state import LabState
 
-TOP = Path(__file__).resolve().parents[2]
+from .conftest import TOP, nvo3
+
 PLAYBOOKS = TOP / "clients" / "ansible"
 RECIPES = TOP / "clients" / "netconf-console"
-TWO_DC = TOP / "servers/topologies/two-dc.toml"
 BIN = Path(sys.executable).parent
 PREFIX = f"nvo3c{os.getpid() % 100000}"
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -43,29 +42,6 @@ XML_DECL = "<?xml version='1.0' encoding='UTF-8'?>"
 VM = {"tenant": "alice", "name": "vm7", "mac": "02:00:00:0a:00:07", "from": "vserver2",
       "to": "vserver3", "nve": "host3", "vtep": "198.18.0.21"}     # as in lab-vars.yml
 VCENTERS = ("vcenter-root", "vcenter-dc1", "vcenter-dc2")
-
-
-def nvo3(*args: str, state: Path, timeout: float = 120,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "nvo3.cli", *args], capture_output=True,
-                            text=True, timeout=timeout,
-                            env={**os.environ, "NVO3_LAB_STATE": str(state)})
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    state = tmp_path_factory.mktemp("clients-lab") / "lab.json"
-    try:
-        out = nvo3("lab", "up", str(TWO_DC), "--prefix", PREFIX, state=state, timeout=120)
-        print(out.stdout)
-        yield state
-    finally:
-        print(nvo3("lab", "down", "--prefix", PREFIX, state=state, check=False).stdout)
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nvo3.lab.demo import Demo, use_case_1, use_case_2, use_case_3, use_case_4
 
+from .conftest import TWO_DC, nvo3
+
 PREFIX = f"nvo3e{os.getpid() % 100000}"
-TWO_DC = Path(__file__).parents[2] / "servers/topologies/two-dc.toml"
-
-
-def nvo3(*args: str, state: Path, timeout: float = 120,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "nvo3.cli", *args], capture_output=True,
-                            text=True, timeout=timeout,
-                            env={**os.environ, "NVO3_LAB_STATE": str(state)})
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def namespaces(prefix: str) -> set[str]:
@@ -52,19 +42,6 @@ def daemons_of(work_dir: Path) -> list[int]:
             if "nvo3.cli" in cmd and str(work_dir) in cmd:
                 pids.append(int(entry.name))
     return pids
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    state = tmp_path_factory.mktemp("lab") / "lab.json"
-    try:
-        out = nvo3("lab", "up", str(TWO_DC), "--prefix", PREFIX, state=state, timeout=120)
-        print(out.stdout)
-        yield state
-    finally:
-        nvo3("lab", "down", "--prefix", PREFIX, state=state, check=False)
 
 
 @pytest.fixture(scope="module")
