@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, TypeVar
 
 NETLINK_ROUTE = 0
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
@@ -263,24 +263,34 @@ def send_frames(sock: socket.socket, items: list, frames: Callable[[list, int], 
     return failures
 
 
-def dump(sock: socket.socket, family: int, timeout: float = 10.0) -> list[NeighEntry]:
-    """Every neighbour entry of ``family`` (AF_BRIDGE = FDB)."""
-    req = _HDR.pack(28, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 0x7fff0001, 0) + \
-        _ND.pack(family, 0, 0, 0, 0)
+_T = TypeVar("_T")
+
+
+def _dump(sock: socket.socket, request: bytes, seq_no: int, reply_type: int,
+          parse: Callable[[memoryview], _T], what: str, timeout: float) -> list[_T]:
+    """Send one NLM_F_DUMP ``request`` (sequence ``seq_no``); every ``reply_type`` message
+    of the answer, parsed, until NLMSG_DONE."""
     sock.settimeout(timeout)
-    sock.sendall(req)
-    out: list[NeighEntry] = []
+    sock.sendall(request)
+    out: list[_T] = []
     while True:
         for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
-            if seq != 0x7fff0001:
+            if seq != seq_no:
                 continue
             if mtype == NLMSG_DONE:
                 return out
             if mtype == NLMSG_ERROR:
                 err = -_ERR.unpack_from(payload)[0]
-                raise OSError(err, f"neighbour dump: {os.strerror(err)}")
-            if mtype == RTM_NEWNEIGH:
-                out.append(parse_neigh(payload))
+                raise OSError(err, f"{what} dump: {os.strerror(err)}")
+            if mtype == reply_type:
+                out.append(parse(payload))
+
+
+def dump(sock: socket.socket, family: int, timeout: float = 10.0) -> list[NeighEntry]:
+    """Every neighbour entry of ``family`` (AF_BRIDGE = FDB)."""
+    req = _HDR.pack(28, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, 0x7fff0001, 0) + \
+        _ND.pack(family, 0, 0, 0, 0)
+    return _dump(sock, req, 0x7fff0001, RTM_NEWNEIGH, parse_neigh, "neighbour", timeout)
 
 
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -309,20 +319,7 @@ def dump_links(sock: socket.socket, timeout: float = 10.0) -> list[LinkEntry]:
     """
     req = _HDR.pack(32, RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 0x7fff0002, 0) + \
         _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-    sock.settimeout(timeout)
-    sock.sendall(req)
-    out: list[LinkEntry] = []
-    while True:
-        for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
-            if seq != 0x7fff0002:
-                continue
-            if mtype == NLMSG_DONE:
-                return out
-            if mtype == NLMSG_ERROR:
-                err = -_ERR.unpack_from(payload)[0]
-                raise OSError(err, f"link dump: {os.strerror(err)}")
-            if mtype == RTM_NEWLINK:
-                out.append(parse_link(payload))
+    return _dump(sock, req, 0x7fff0002, RTM_NEWLINK, parse_link, "link", timeout)
 
 
 class LinkSet(NamedTuple):
