@@ -195,7 +195,11 @@ class FastSSHSession(SSHSession):
         else (hello, rpc-reply) to ncclient's listeners as before."""
         sink = self.notification_sink
         if sink is not None and _NOTIFICATION_NS in message[:512]:
-            root = etree.fromstring(message, _PARSER)
+            try:
+                root = etree.fromstring(message, _PARSER)
+            except etree.XMLSyntaxError as exc:   # as ncclient does: log it, keep the session
+                self.logger.error("dropped a malformed message: %s", exc)
+                return
             if root.tag == NOTIFICATION:
                 sink(root)
                 return
