@@ -357,11 +357,17 @@ def _kernel_floor(n: int, vms: int, vnis: tuple[int, ...]) -> dict[str, Any]:
         procs = [subprocess.Popen([tool, "-n", ns, "-batch", "-"], stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for ns in hosts]
-        for proc, script in zip(procs, scripts):
-            assert proc.stdin is not None
-            proc.stdin.write(script)
-            proc.stdin.close()
-        failed = [proc.stderr.read() for proc in procs if proc.wait(120) != 0 and proc.stderr]
+        try:
+            for proc, script in zip(procs, scripts):
+                assert proc.stdin is not None
+                proc.stdin.write(script)
+                proc.stdin.close()
+            failed = [proc.stderr.read() for proc in procs if proc.wait(120) != 0 and proc.stderr]
+        finally:
+            for proc in procs:          # only ours, by PID: none outlives the measurement
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
         if failed:
             raise RuntimeError(f"{tool} -batch failed: {failed[0][:200]}")
         return time.perf_counter() - t0
