@@ -24,6 +24,7 @@ from .framing import parse_client_hello
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
+CLOSE_GRACE_S = 0.2   # a closing session waits this long for the client to hang up
 HELLO_TIMEOUT = 30.0
 
 
@@ -98,21 +99,35 @@ class ChannelSink:
                 self._close_locked()
 
     def close(self) -> None:
-        """End the SSH connection (channel and transport); idempotent."""
-        with self._lock:
-            self._close_locked()
+        """End the SSH connection (channel and transport); idempotent.
 
-    def _close_locked(self) -> None:
-        if self._closed:
+        Gracefully (RFC 6241 close-session): the channel closes first and the client gets
+        CLOSE_GRACE_S to close the connection itself.  Closing the socket at once, with the
+        client's last packets still unread, makes the kernel send a reset, which clients
+        (paramiko under ncclient and Ansible) log as an ERROR."""
+        with self._lock:
+            transport = self._close_locked(close_transport=False)
+        if transport is None:
             return
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        while transport.is_active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        transport.close()
+
+    def _close_locked(self, close_transport: bool = True) -> paramiko.Transport | None:
+        """Close the channel (and the transport unless told not to); the transport to close
+        later, if any."""
+        if self._closed:
+            return None
         self._closed = True
         self.log.info("closing SSH session")
         transport = self.channel.get_transport()
         try:
             self.channel.close()
         finally:
-            if transport is not None:
+            if transport is not None and close_transport:
                 transport.close()
+        return None if close_transport else transport
 
 
 def _read_hello(channel: paramiko.Channel, decoder: FrameDecoder, timeout: float) -> bytes:
