@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 from nvo3.dataplane.kernel import ApplyError as KernelApplyError
 from nvo3.dataplane.kernel import Kernel, PyrouteKernel
-from nvo3.dataplane.links import PORT_ALIAS, port_alias
+from nvo3.dataplane.links import IFF_UP, PORT_ALIAS, port_alias
 from nvo3.dataplane.model import (KIND_OF, KINDS, OWNER_ALIAS, ZERO_MAC, DesiredState,
                                   KernelObject, Network, Port, vni_of)
 from nvo3.dataplane.monitor import Event, Monitor
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 MODULE = "nvo3-nve"
 DEBOUNCE_S = 0.05
 RETRY_S = 5.0
-IFF_UP = 0x1
 MAX_ROUNDS = 32          # best-effort apply: objects dropped one failure at a time
 StatusKey = nd.StatusKey
 
@@ -333,7 +332,7 @@ class NveRole(Role):
                 # not a full resync straight away: an event may show a state the agent's own
                 # change passes through (a port enslaved a moment before its alias is set);
                 # the cheap check reads the links as they are now and resyncs if they differ
-                check = check or self._link_drift(e) is not False
+                check = check or self._link_drift(e)
             elif self._relevant(e):
                 dirty = True
         if dirty:
@@ -344,10 +343,10 @@ class NveRole(Role):
             return
         self._wake.set()
 
-    def _link_drift(self, e: Event) -> bool | None:
+    def _link_drift(self, e: Event) -> bool:
         """A link event against what the agent wants: False when the link is as wanted (or
-        is none of the agent's business), True when it visibly is not, None when the event
-        alone cannot tell (a device the agent's index does not know yet).
+        is none of the agent's business), True when it visibly is not or when the event alone
+        cannot tell (a device the agent's index does not know yet).
 
         Why content, not just "one of ours changed": enslaving 2,500 VM ports echoes link
         events on every port and bridge for seconds after the commit; each used to cost a
@@ -361,7 +360,7 @@ class NveRole(Role):
                 return True
             if name.startswith("vx-"):
                 br = self._br_of.get(vni)
-                return None if br is None else e.master != br
+                return br is None or e.master != br
             return False
         port = self.tracker.desired["port"].get(name)
         if port is None:
@@ -372,9 +371,7 @@ class NveRole(Role):
         if e.action == "del":
             return True
         br = self._br_of.get(port.vni)  # type: ignore[attr-defined]
-        if br is None:
-            return None
-        return e.master != br or e.alias != port_alias(port)  # type: ignore[arg-type]
+        return br is None or e.master != br or e.alias != port_alias(port)  # type: ignore
 
     def _relevant(self, e: Event) -> bool:
         """True for FDB/neighbour changes the agent did not ask for (or cannot tell)."""
