@@ -7,5 +7,6 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Where the YANG modules of every role live (the repository's yang/ folder).
-YANG_DIR = Path(__file__).resolve().parent.parent / "yang"
+#: Where the YANG modules of every role live: package data in an installed wheel; in a checkout,
+#: nvo3/yang is a link to the repository's yang/ folder.
+YANG_DIR = Path(__file__).resolve().parent / "yang"

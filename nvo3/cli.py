@@ -10,14 +10,14 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from nvo3 import __version__
 
 DEFAULT_STATE_ROOT = Path("/var/lib/nvo3")
 ROLES = ("nve", "vserver", "vcenter", "ndirector")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .daemon import Listen, RoleDaemon, serve_forever
+    from nvo3.daemon import Listen, RoleDaemon, serve_forever
     try:
         listen = Listen.parse(args.listen)
     except ValueError as exc:
@@ -49,8 +49,8 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _user(args: argparse.Namespace) -> int:
-    from .daemon import users_of
-    from .netconf.users import UserError
+    from nvo3.daemon import users_of
+    from nvo3.netconf.ssh.users import UserError
     users = users_of(args.state_dir)
     try:
         if args.user_command == "add":
@@ -70,20 +70,20 @@ def _user(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from nvo3.demo import run_demo
     return run_demo(json_output=args.json)
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from .lab.cli import run_lab
+    from nvo3.lab.cli import run_lab
     return run_lab(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "migration":
-        from .bench.migration import run_migration_bench
+        from nvo3.bench.migration import run_migration_bench
         return run_migration_bench(json_output=args.json, moves=args.moves)
-    from .bench import run_bench
+    from nvo3.bench import run_bench
     if not args.json:
         run_bench(args.what, entries=args.entries)
         return 0
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="a whole overlay system in network namespaces")
     lab.add_argument("action", choices=("up", "status", "down", "demo"))
     lab.add_argument("topology", nargs="?", metavar="TOPOLOGY",
-                     help="topology file (default servers/topologies/two-dc.toml)")
+                     help="topology file (default nvo3/lab/topologies/two-dc.toml)")
     lab.add_argument("--prefix", help="namespace name prefix (default: the topology's)")
     lab.add_argument("--json", action="store_true", help="status/demo: print data as JSON")
     lab.set_defaults(func=_lab)
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--moves", type=int, default=20, help="migration: relocations")
     bench.set_defaults(func=_bench)
 
-    from .verbs.common import add_parsers
+    from nvo3.verbs.common import add_parsers
     add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
     return parser
 

@@ -8,10 +8,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .netconf.server import NetconfServer
-from .netconf.ssh import SshServer, host_key_line
-from .netconf.users import UserStore
-from .roles import make_role
+from nvo3.netconf.server.engine import NetconfServer
+from nvo3.netconf.ssh.listener import SshServer, host_key_line
+from nvo3.netconf.ssh.users import UserStore
+from nvo3.roles import make_role
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class Listen:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> "Listen":
+    def parse(cls, text: str) -> Listen:
         """HOST:PORT, [IPv6]:PORT, HOST (port 830) or :PORT (127.0.0.1)."""
         host, port = text, str(DEFAULT_PORT)
         if text.startswith("["):

@@ -1,6 +1,6 @@
 """`nvo3 demo`: the README's main job — `nvo3 lab up`, `nvo3 lab demo`, `nvo3 lab down`.
 
-The lab is the default topology (servers/topologies/two-dc.toml) under its own namespace
+The lab is the default topology (nvo3/lab/topologies/two-dc.toml) under its own namespace
 prefix and its own state file, so a lab an operator has up is never touched. Whatever
 happens (a failed use case, an error, Ctrl-C, SIGTERM) the lab is taken down at the end.
 """
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .lab.demo import run_lab_demo
-from .lab.lab import down, up
+from nvo3.lab.lab import down, up
+from nvo3.lab.use_cases import run_lab_demo
 
 PREFIX = "nvo3demo"
 

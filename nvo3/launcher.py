@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .daemon import users_of
-from .netconf.client import Client, connect
+from nvo3.daemon import users_of
+from nvo3.netconf.client.session import Client, connect
 
 READY = "nvo3 ready: "
 

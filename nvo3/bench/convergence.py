@@ -41,12 +41,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..dataplane.monitor import RTMGRP_NEIGH, Event, Monitor
-from ..launcher import RoleProcess, start_role
+from nvo3.dataplane.monitor import RTMGRP_NEIGH, Event, Monitor
+from nvo3.launcher import RoleProcess, start_role
 
 NVE_NS = "urn:nvo3:yang:nvo3-nve"
 ND_NS = "urn:nvo3:yang:nvo3-ndirector"
@@ -161,7 +162,7 @@ class _Overlay:
         _sh("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
-    def build(self) -> "_Overlay":
+    def build(self) -> _Overlay:
         ul = self._ns("ul")
         _sh("ip", "-n", ul, "link", "add", "ulbr", "type", "bridge")
         _sh("ip", "-n", ul, "link", "set", "ulbr", "up")

@@ -20,17 +20,17 @@ import json
 import logging
 import shutil
 import signal
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ..lab import probe
-from ..lab.demo import Demo
-from ..lab.lab import NDIRECTOR, ROOT_VCENTER, down, session, up, vm_namespace
-from ..roles import peer
+from nvo3.lab import probe
+from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, down, session, up, vm_namespace
+from nvo3.lab.use_cases import Demo
+from nvo3.roles.peers import codec as peer
 
 FRR_ANCHOR_MS = 66.0       # BGP EVPN (FRR 8.4.4), this machine kind, 1 ms UDP probe, median
 GOAL_P50_MS = 20.0

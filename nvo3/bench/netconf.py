@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..launcher import start_role
+from nvo3.launcher import start_role
 
 NVE_NS = "urn:nvo3:yang:nvo3-nve"
 #: Netopeer2 2.4.5 on this machine kind, one ncclient session with a 1 ms tick.

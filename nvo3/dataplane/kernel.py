@@ -32,17 +32,28 @@ import dataclasses
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_pton
-from typing import Callable, Protocol
+from typing import Protocol
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nvo3.dataplane import links, nlbulk
-from nvo3.dataplane.model import (KIND_OF, OWNER_ALIAS, ZERO_MAC, DesiredState, FloodEntry, KernelObject,
-                                  Network, Policy, Port, RemoteMac, vni_of)
-from nvo3.dataplane.nlbulk import (AF_BRIDGE, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT,
-                                  LinkSet)
+from nvo3.dataplane.model import (
+    KIND_OF,
+    OWNER_ALIAS,
+    ZERO_MAC,
+    DesiredState,
+    FloodEntry,
+    KernelObject,
+    Network,
+    Policy,
+    Port,
+    RemoteMac,
+    vni_of,
+)
+from nvo3.dataplane.nlbulk import AF_BRIDGE, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT, LinkSet
 from nvo3.dataplane.policy import NftError, NftPolicy
 from nvo3.dataplane.tracker import Batch, Update
 
@@ -94,7 +105,7 @@ class PyrouteKernel:
         self.sock.close()
         self.policy.close()
 
-    def __enter__(self) -> "PyrouteKernel":
+    def __enter__(self) -> PyrouteKernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -343,7 +354,7 @@ class PyrouteKernel:
             out.append(Msg(op, fam, br, NUD_PERMANENT, 0, mac, raw))
         return out
 
-    def _ops(self, ops: "_Ops", obj: KernelObject, delete: bool) -> None:
+    def _ops(self, ops: _Ops, obj: KernelObject, delete: bool) -> None:
         fwd, back = (nlbulk.OP_DEL, nlbulk.OP_ADD) if delete else (nlbulk.OP_ADD, nlbulk.OP_DEL)
         if type(obj) is FloodEntry and back != nlbulk.OP_DEL:
             back = nlbulk.OP_APPEND        # what _msgs would build for a flood entry
@@ -352,7 +363,7 @@ class PyrouteKernel:
         ops.objs += [obj] * len(msgs)
         ops.undos += [back] * len(msgs)
 
-    def _update_ops(self, ops: "_Ops", u: Update) -> None:
+    def _update_ops(self, ops: _Ops, u: Update) -> None:
         if u.old is None:
             return self._ops(ops, u.new, delete=False)
         old_by_key = {(m.family, m.flags, m.dst if m.family != AF_BRIDGE else None): m
@@ -365,7 +376,7 @@ class PyrouteKernel:
             ops.add(u.new, _as(m, nlbulk.OP_DEL), m)
         return None
 
-    def _bulk(self, undo: list[Callable[[], None]], ops: "_Ops") -> None:
+    def _bulk(self, undo: list[Callable[[], None]], ops: _Ops) -> None:
         if not ops.msgs:
             return
         msgs = ops.msgs
@@ -397,7 +408,7 @@ class _Ops:
     message and a tuple for each, only to drop them when the apply succeeds, cost ~30 ms.
     """
 
-    __slots__ = ("objs", "msgs", "undos")
+    __slots__ = ("msgs", "objs", "undos")
 
     def __init__(self) -> None:
         self.objs: list[KernelObject] = []

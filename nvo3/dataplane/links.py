@@ -16,7 +16,8 @@ such; on kernels that have it, the bridge gets vlan_filtering and the port
 from __future__ import annotations
 
 import errno
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -110,7 +111,7 @@ def ensure_network(ipr: IPRoute, net: Network) -> tuple[Undo, str | None]:
     ipr.link("set", index=br["index"], state="up")
     flood = 0 if net.flood_mode == "none" else 1
     ipr.brport("set", index=vx["index"], neigh_suppress=1, learning=0,
-               **{f: flood for f in FLOOD_FLAGS})
+               **dict.fromkeys(FLOOD_FLAGS, flood))
 
     def undo() -> None:
         for name in reversed(created):

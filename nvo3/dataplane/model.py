@@ -25,8 +25,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 FloodMode = Literal["head-end", "none"]
 Direction = Literal["in", "out"]

@@ -16,7 +16,8 @@ import select
 import socket
 import struct
 import threading
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from nvo3.dataplane import nlbulk
 
@@ -121,7 +122,7 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name=f"nvo3-monitor-{netns}",
                                         daemon=True)
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         """Start the thread; returns self."""
         self._thread.start()
         return self

@@ -26,8 +26,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 NETLINK_ROUTE = 0
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30

@@ -70,7 +70,8 @@ import re
 import shutil
 import subprocess
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from nvo3.dataplane.model import AclRule, Policy, Port
 

@@ -8,9 +8,9 @@ import logging
 import sys
 import time
 
-from .lab import LabError, daemon_summary, down, status, up
-from .state import state_path
-from .topology import TopologyError
+from nvo3.lab.lab import LabError, daemon_summary, down, status, up
+from nvo3.lab.state import state_path
+from nvo3.lab.topology import TopologyError
 
 
 def _say(text: str) -> None:
@@ -24,7 +24,7 @@ def run_lab(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
             t0 = time.perf_counter()
-            print(f"lab up: {args.topology or 'servers/topologies/two-dc.toml'}", flush=True)
+            print(f"lab up: {args.topology or 'nvo3/lab/topologies/two-dc.toml'}", flush=True)
             state = up(args.topology, path, prefix=args.prefix, say=_say)
             print(f"lab {state.prefix} is up in {time.perf_counter() - t0:.1f} s "
                   f"(state: {path}); `nvo3 lab status`, `nvo3 lab demo`, `nvo3 lab down`")
@@ -40,7 +40,7 @@ def run_lab(args: argparse.Namespace) -> int:
             print(f"lab down: {counts['daemons']} daemons stopped, {counts['processes']} "
                   f"processes in namespaces killed, {counts['namespaces']} namespaces deleted")
             return 0
-        from .demo import run_lab_demo
+        from nvo3.lab.use_cases import run_lab_demo
         return run_lab_demo(path, json_output=args.json)
     except (LabError, TopologyError, FileNotFoundError) as exc:
         print(f"nvo3: error: {exc}", file=sys.stderr)

@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..launcher import RoleProcess, start_role
-from ..netconf.client import Client, connect
-from ..roles import peer
-from .netns import Netns, run
-from .state import Daemon, LabState, state_path
-from .topology import Topology, VmSpec, load
+from nvo3.lab.netns import Netns, run
+from nvo3.lab.state import Daemon, LabState, state_path
+from nvo3.lab.topology import Topology, VmSpec, load
+from nvo3.launcher import RoleProcess, start_role
+from nvo3.netconf.client.session import Client, connect
+from nvo3.roles.peers import codec as peer
 
 NVE_NS = "urn:nvo3:yang:nvo3-nve"
 VS_NS = "urn:nvo3:yang:nvo3-vserver"
@@ -77,7 +77,7 @@ def host_namespace(prefix: str, host: str) -> str:
 
 
 def vm_namespace(prefix: str, host: str, tenant: str, vm: str) -> str:
-    """The namespace the vServer of `host` gives VM tenant/vm (nvo3.roles.vm_driver)."""
+    """The namespace the vServer of `host` gives VM tenant/vm (nvo3.roles.vserver.vm_driver)."""
     return f"{host_namespace(prefix, host)}-vm-{tenant}:{vm}"
 
 

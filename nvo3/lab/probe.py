@@ -73,7 +73,7 @@ class Receiver:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._watch()
         self._thread = threading.Thread(target=self._run, name="probe-rx", daemon=True)
         self._thread.start()

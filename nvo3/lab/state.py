@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..fsutil import write_atomically
+from nvo3.fsutil import write_atomically
 
 DEFAULT_PATH = Path("/run/nvo3/lab.json")
 
@@ -64,7 +64,7 @@ class LabState:
         return path
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "LabState":
+    def load(cls, path: Path | None = None) -> LabState:
         path = path or state_path()
         if not path.exists():
             raise FileNotFoundError(f"no lab is up ({path} does not exist): run `nvo3 lab up`")

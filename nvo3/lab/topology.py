@@ -1,6 +1,6 @@
 """A lab topology: data centers, hosts, tenants and VMs, read from a TOML file.
 
-The file (see servers/topologies/two-dc.toml) has a few top-level keys and four arrays of
+The file (see nvo3/lab/topologies/two-dc.toml) has a few top-level keys and four arrays of
 tables::
 
     name = "two-dc"
@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __file__ as _pkg_file
-
 BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
-DEFAULT_TOPOLOGY = Path(_pkg_file).resolve().parents[1] / "servers/topologies/two-dc.toml"
+#: The lab's default topology, shipped in the package.
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "two-dc.toml"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,14}$")   # fits interface names, no ':' or '-'
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
@@ -255,7 +254,7 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
 
 
 def load(path: Path | str | None = None) -> Topology:
-    """Read and validate a topology file (default: servers/topologies/two-dc.toml)."""
+    """Read and validate a topology file (default: nvo3/lab/topologies/two-dc.toml)."""
     path = Path(path or DEFAULT_TOPOLOGY)
     try:
         raw = tomllib.loads(path.read_text())

@@ -6,7 +6,7 @@ validated and persisted, RPCs answer operation-not-supported) and does nothing e
 
 from __future__ import annotations
 
-from ..netconf.role import Role
+from nvo3.netconf.server.role import Role
 
 ROLE_MODULES = {
     "nve": ("nvo3-nve",),
@@ -30,23 +30,23 @@ def make_role(name: str, **options: object) -> Role:
     if options.get("store_only"):
         return _store_only(name)
     if name == "nve":
-        from .nve import NveRole
+        from nvo3.roles.nve.role import NveRole
         netns = options.get("netns")
         return NveRole(netns=str(netns) if netns else None)
     if name == "vserver":
         from pathlib import Path
 
-        from .vserver import VServerRole
+        from nvo3.roles.vserver.role import VServerRole
         netns, state_dir = options.get("netns"), options.get("state_dir")
         return VServerRole(netns=str(netns) if netns else None,
                            state_dir=Path(str(state_dir)) if state_dir else None)
     if name == "ndirector":
-        from .ndirector import NDirectorRole
+        from nvo3.roles.ndirector.role import NDirectorRole
         return NDirectorRole()
     if name == "vcenter":
         from pathlib import Path
 
-        from .vcenter import VCenterRole
+        from nvo3.roles.vcenter.role import VCenterRole
         state_dir = options.get("state_dir")
         return VCenterRole(state_dir=Path(str(state_dir)) if state_dir else None)
     return _store_only(name)

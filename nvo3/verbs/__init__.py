@@ -1,7 +1,7 @@
 """The operator verbs of the `nvo3` command: `vm`, `mapping`, `nve` and `group`.
 
 Each verb is a thin layer: resolve the daemon to talk to (:mod:`.targets`), call one or more
-NETCONF operations through :mod:`nvo3.roles.peer` (requests validated against the YANG
+NETCONF operations through :mod:`nvo3.roles.peers.codec` (requests validated against the YANG
 modules before they leave), and print the result (:mod:`.output`): a table for people,
 ``--json`` for scripts.
 

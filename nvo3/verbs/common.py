@@ -9,11 +9,11 @@ from typing import Any
 
 import libyang
 
-from ..netconf.client import Client, ClientError, RemoteRpcError
-from ..roles import peer
-from . import OK, REFUSED, USAGE
-from .output import error, report_refusal
-from .targets import Target, TargetError, resolve, session
+from nvo3.netconf.client.session import Client, ClientError, RemoteRpcError
+from nvo3.roles.peers import codec as peer
+from nvo3.verbs import OK, REFUSED, USAGE
+from nvo3.verbs.output import error, report_refusal
+from nvo3.verbs.targets import Target, TargetError, resolve, session
 
 Tree = dict[str, Any]
 
@@ -97,7 +97,7 @@ def run(role: str, verb: Verb, args: argparse.Namespace) -> int:
 
 def parent() -> argparse.ArgumentParser:
     """The options every verb takes: --json and where to connect."""
-    from .targets import add_options
+    from nvo3.verbs.targets import add_options
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     add_options(p)
@@ -106,7 +106,8 @@ def parent() -> argparse.ArgumentParser:
 
 def add_parsers(sub: Any) -> None:
     """Add the `vm`, `mapping`, `nve` and `group` commands to the `nvo3` parser."""
-    from . import group, mapping, nve, vm
+    from nvo3.verbs import group, mapping, vm
+    from nvo3.verbs import nve_status as nve
     common = parent()
     for module in (vm, mapping, nve, group):
         module.add_parser(sub, common)

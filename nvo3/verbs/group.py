@@ -13,11 +13,11 @@ from typing import Any
 
 from lxml import etree
 
-from ..netconf.client import Client, RemoteRpcError
-from ..roles import peer
-from . import OK
-from .common import NotFound, Refused, entries, run, state
-from .output import emit_json, table
+from nvo3.netconf.client.session import Client, RemoteRpcError
+from nvo3.roles.peers import codec as peer
+from nvo3.verbs import OK
+from nvo3.verbs.common import NotFound, Refused, entries, run, state
+from nvo3.verbs.output import emit_json, table
 
 MODULE = "nvo3-vcenter"
 VC = "urn:nvo3:yang:nvo3-vcenter"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..netconf.client import Client
-from . import OK
-from .common import entries, run, state
-from .output import emit_json, table
+from nvo3.netconf.client.session import Client
+from nvo3.verbs import OK
+from nvo3.verbs.common import entries, run, state
+from nvo3.verbs.output import emit_json, table
 
 MODULE = "nvo3-ndirector"
 COLUMNS = (("vni", "VNI"), ("mac", "MAC"), ("ip-address", "IP"), ("nve", "NVE"),

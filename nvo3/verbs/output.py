@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from ..netconf.errors import RpcError
+from nvo3.netconf.proto.errors import RpcError
 
 Row = dict[str, Any]
 
@@ -95,7 +95,7 @@ class Progress:
         self.enabled = enabled
         self.t0 = time.monotonic()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..lab.state import LabState, state_path
-from ..netconf.client import Client, ClientError, HostKeyError, connect
+from nvo3.lab.state import LabState, state_path
+from nvo3.netconf.client.session import Client, ClientError, HostKeyError, connect
 
 PREFERRED = {"vcenter": ("vcenter", "vcenter-root", "root-vcenter"),
              "ndirector": ("ndirector",)}

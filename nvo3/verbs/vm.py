@@ -14,11 +14,11 @@ import ipaddress
 import re
 from typing import Any
 
-from ..netconf.client import Client
-from . import OK, REFUSED
-from .common import BadInput, NotFound, Refused, Tree, entries, rpc, run, state
-from .targets import TargetError, resolve, session
-from .output import Progress, emit_json, error_dict, fields, table
+from nvo3.netconf.client.session import Client
+from nvo3.verbs import OK, REFUSED
+from nvo3.verbs.common import BadInput, NotFound, Refused, Tree, entries, rpc, run, state
+from nvo3.verbs.output import Progress, emit_json, error_dict, fields, table
+from nvo3.verbs.targets import TargetError, resolve, session
 
 MODULE = "nvo3-vcenter"
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")

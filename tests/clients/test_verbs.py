@@ -179,7 +179,7 @@ def test_usage_and_connection_errors_exit_2(system: System, tmp_path: Path) -> N
     r = system.nvo3("vm", "create", "x")                         # no --tenant
     assert r.returncode == 2 and "--tenant" in r.stderr
     r = system.nvo3("nve", "status", "--ndirector", "127.0.0.1:1")
-    assert r.returncode == 2 and "cannot connect" in r.stderr.lower() or "open" in r.stderr
+    assert (r.returncode == 2 and "cannot connect" in r.stderr.lower()) or "open" in r.stderr
     vc = LabState.load(system.state_file).daemon("vcenter-dc1")
     wrong = LabState.load(system.state_file).daemon("ndirector").host_key
     pw = tmp_path / "pw"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 TOP = Path(__file__).resolve().parents[2]
-TWO_DC = TOP / "servers/topologies/two-dc.toml"
+TWO_DC = TOP / "nvo3/lab/topologies/two-dc.toml"
 
 
 def nvo3(*args: str, state: Path, timeout: float = 120,

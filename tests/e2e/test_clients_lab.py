@@ -121,7 +121,7 @@ def test_inventory_from_lab(ansible: Ansible, lab: Path) -> None:
 def test_provision_twice(ansible: Ansible, lab: Path) -> None:
     first = recap(ansible.play("provision-tenant.yml", "--diff"))
     assert {h: c["changed"] for h, c in first.items()} == \
-        {h: 1 for h in ("ndirector", *VCENTERS)}
+        dict.fromkeys(("ndirector", *VCENTERS), 1)
     second = recap(ansible.play("provision-tenant.yml"))
     assert all(c["changed"] == 0 for c in second.values()), second
     recap(ansible.play("verify-tenant.yml"))

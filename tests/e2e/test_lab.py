@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from nvo3.lab.demo import Demo, use_case_1, use_case_2, use_case_3, use_case_4
+from nvo3.lab.use_cases import Demo, use_case_1, use_case_2, use_case_3, use_case_4
 
 from .conftest import TWO_DC, nvo3
 

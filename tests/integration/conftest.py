@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client import Client
+from nvo3.netconf.client.session import Client
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 ND = "urn:nvo3:yang:nvo3-ndirector"

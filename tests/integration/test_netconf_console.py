@@ -22,7 +22,7 @@ import pytest
 from lxml import etree
 
 from nvo3.launcher import RoleProcess
-from nvo3.netconf.client import RemoteRpcError
+from nvo3.netconf.client.session import RemoteRpcError
 
 NCC = str(Path(sys.executable).with_name("netconf-console2"))
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"

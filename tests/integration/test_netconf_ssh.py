@@ -7,8 +7,8 @@ Each test names the RFC behaviour it shows (issue 3, "Tests" and "Done when").
 
 from __future__ import annotations
 
-import datetime as dt
 import base64
+import datetime as dt
 import hashlib
 import re
 import socket
@@ -25,7 +25,7 @@ from ncclient import manager
 from ncclient.transport.errors import AuthenticationError
 
 from nvo3.launcher import RoleProcess
-from nvo3.netconf.client import Client, ClientError, HostKeyError, RemoteRpcError, connect
+from nvo3.netconf.client.session import Client, ClientError, HostKeyError, RemoteRpcError, connect
 
 if TYPE_CHECKING:
     from conftest import Daemons
@@ -710,7 +710,7 @@ def test_config_change_notification(nd: RoleProcess, session: Client) -> None:
 
 
 def test_replay_then_replay_complete(nd: RoleProcess, session: Client) -> None:
-    start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)) \
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)) \
         .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with other_session(nd) as b:
         b_sid = b.session_id

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client import Client, RemoteRpcError
-from nvo3.roles import peer
+from nvo3.netconf.client.session import Client, RemoteRpcError
+from nvo3.roles.peers import codec as peer
 
 VC = "nvo3-vcenter"
 

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nvo3.dataplane.bench import bench_entries
+from nvo3.bench.fdb import bench_entries
 from nvo3.dataplane.kernel import ApplyError, PyrouteKernel
-from nvo3.dataplane.model import (AclRule, DesiredState, FloodEntry, Network, Policy, Port,
-                                  RemoteMac)
+from nvo3.dataplane.model import AclRule, DesiredState, FloodEntry, Network, Policy, Port, RemoteMac
 from nvo3.dataplane.tracker import Batch, DeltaTracker, Update
 
 if TYPE_CHECKING:
@@ -29,7 +27,7 @@ ping: Any = None  # bound from the lab fixture below (conftest is not importable
 
 
 @pytest.fixture(autouse=True)
-def _helpers(lab: "Lab") -> None:
+def _helpers(lab: Lab) -> None:
     """Bind the lab's command helpers to module names."""
     global sh, in_ns, ping
     sh, in_ns, ping = lab.sh, lab.in_ns, lab.ping
@@ -70,7 +68,7 @@ def desired(i: int, remote: bool = True, policy: Policy | None = None) -> Desire
 
 
 @pytest.fixture
-def hosts(lab: "Lab", _helpers: None) -> Iterator[dict[int, Host]]:
+def hosts(lab: Lab, _helpers: None) -> Iterator[dict[int, Host]]:
     """Two hosts joined by an underlay veth, one VM on each (no overlay programmed yet)."""
     h = {i: lab.ns(f"h{i}") for i in (1, 2)}
     lab.veth(h[1], "ul0", h[2], "ul0")

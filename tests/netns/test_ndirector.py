@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client import Client, RemoteRpcError
+from nvo3.netconf.client.session import Client, RemoteRpcError
 
 if TYPE_CHECKING:
     from conftest import Lab
@@ -109,7 +109,7 @@ def procs() -> Iterator[Processes]:
         p.stop_all()
 
 
-def fdb(lab: "Lab", ns: str) -> dict[str, set[str]]:
+def fdb(lab: Lab, ns: str) -> dict[str, set[str]]:
     """MAC -> dsts of the `self permanent` entries on the VNI's VXLAN device."""
     out = lab.sh("bridge", "-n", ns, "fdb", "show", "dev", f"vx-{VNI}", check=False).stdout
     table: dict[str, set[str]] = {}
@@ -132,7 +132,7 @@ def nd_config(hosts: dict[int, Host], extra: str = "") -> str:
 
 @dataclass
 class Overlay:
-    lab: "Lab"
+    lab: Lab
     hosts: dict[int, Host]
     nd: RoleProcess
     ndc: Client
@@ -178,7 +178,7 @@ class Overlay:
         return int(self.nd_state().findtext(f".//{{{ND}}}statistics/{{{ND}}}{name}") or 0)
 
 
-def build_overlay(lab: "Lab", procs: Processes, tmp: Path, extra: str = "") -> Overlay:
+def build_overlay(lab: Lab, procs: Processes, tmp: Path, extra: str = "") -> Overlay:
     underlay = lab.ns("ul")
     lab.sh("ip", "-n", underlay, "link", "add", "ulbr", "type", "bridge")
     lab.sh("ip", "-n", underlay, "link", "set", "ulbr", "up")
@@ -214,7 +214,7 @@ def build_overlay(lab: "Lab", procs: Processes, tmp: Path, extra: str = "") -> O
 
 
 @pytest.fixture
-def overlay(lab: "Lab", procs: Processes, tmp_path: Path) -> Overlay:
+def overlay(lab: Lab, procs: Processes, tmp_path: Path) -> Overlay:
     return build_overlay(lab, procs, tmp_path)
 
 
@@ -292,7 +292,7 @@ def test_move_make_before_break_and_stale_leftover(overlay: Overlay) -> None:
     assert wait_for(lambda: overlay.converged(MAC[1], 2))
 
 
-def test_duplicate_mac_detected_and_frozen(lab: "Lab", procs: Processes, tmp_path: Path) -> None:
+def test_duplicate_mac_detected_and_frozen(lab: Lab, procs: Processes, tmp_path: Path) -> None:
     dmd = ("<duplicate-mac-detection><max-moves>3</max-moves><window-seconds>60</window-seconds>"
            "</duplicate-mac-detection>")
     ov = build_overlay(lab, procs, tmp_path, dmd)

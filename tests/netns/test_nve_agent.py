@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client import Client, RemoteRpcError
+from nvo3.netconf.client.session import Client, RemoteRpcError
 
 if TYPE_CHECKING:
     from conftest import Lab
@@ -82,7 +82,7 @@ class Host:
     def edit(self, body: str) -> None:
         self.client.edit_config(cfg(body, VTEP[self.i]), target="running")
 
-    def restart(self, lab: "Lab") -> None:
+    def restart(self, lab: Lab) -> None:
         self.client.close()
         self.agent.kill()
         self.agent = start_role("nve", self.state_dir, extra_args=("--netns", self.ns))
@@ -90,7 +90,7 @@ class Host:
 
 
 @pytest.fixture
-def agents(lab: "Lab", tmp_path: Path) -> Iterator[list[Host]]:
+def agents(lab: Lab, tmp_path: Path) -> Iterator[list[Host]]:
     """A list to which tests append started agents; every one is stopped afterwards."""
     started: list[Host] = []
     try:
@@ -105,7 +105,7 @@ def agents(lab: "Lab", tmp_path: Path) -> Iterator[list[Host]]:
                 print((h.state_dir / "daemon.log").read_text()[-3000:])
 
 
-def start_host(lab: "Lab", agents: list[Host], tmp: Path, i: int) -> Host:
+def start_host(lab: Lab, agents: list[Host], tmp: Path, i: int) -> Host:
     ns = lab.ns(f"h{i}")
     state_dir = tmp / f"nve{i}"
     state_dir.mkdir()
@@ -115,7 +115,7 @@ def start_host(lab: "Lab", agents: list[Host], tmp: Path, i: int) -> Host:
     return host
 
 
-def fdb(lab: "Lab", ns: str, dev: str = f"vx-{VNI}") -> set[tuple[str, str]]:
+def fdb(lab: Lab, ns: str, dev: str = f"vx-{VNI}") -> set[tuple[str, str]]:
     """(MAC, dst) of the `self` entries with a dst on ``dev`` (remote MACs + flood entries)."""
     out = lab.sh("bridge", "-n", ns, "fdb", "show", "dev", dev, check=False).stdout
     return {(m.group(1), m.group(2)) for m in
@@ -128,7 +128,7 @@ def fdb(lab: "Lab", ns: str, dev: str = f"vx-{VNI}") -> set[tuple[str, str]]:
 _VOLATILE = re.compile(r"\S+_timer\s+\S+|NO-CARRIER,|,?LOWER_UP|(?<=\s)state \S+")
 
 
-def kernel_snapshot(lab: "Lab", ns: str) -> str:
+def kernel_snapshot(lab: Lab, ns: str) -> str:
     """Everything the agent could touch in ``ns``, as text (timers and link state left out)."""
     return _VOLATILE.sub("", "\n".join(lab.sh(*cmd, check=False).stdout for cmd in (
         ("ip", "-n", ns, "-d", "-o", "link", "show"),
@@ -137,7 +137,7 @@ def kernel_snapshot(lab: "Lab", ns: str) -> str:
         ("ip", "netns", "exec", ns, "nft", "list", "ruleset"))))
 
 
-def settled_snapshot(lab: "Lab", ns: str, timeout: float = 5.0) -> str:
+def settled_snapshot(lab: Lab, ns: str, timeout: float = 5.0) -> str:
     """The kernel snapshot once the kernel has settled: link carrier and operstate of new
     bridges change asynchronously up to about a second later (more on a loaded machine), so
     take it when two readings 0.3 s apart agree."""
@@ -162,7 +162,7 @@ def wait_for(pred: Any, timeout: float = 1.0, step: float = 0.02) -> float | Non
     return time.perf_counter() - t0 if pred() else None
 
 
-def ping_loss(lab: "Lab", ns: str, dst: str, count: int, size: int, interval: float) -> float:
+def ping_loss(lab: Lab, ns: str, dst: str, count: int, size: int, interval: float) -> float:
     out = lab.in_ns(ns, "ping", "-q", "-c", str(count), "-i", str(interval), "-s", str(size),
                     "-W", "1", dst, check=False).stdout
     m = re.search(r"([\d.]+)% packet loss", out)
@@ -172,7 +172,7 @@ def ping_loss(lab: "Lab", ns: str, dst: str, count: int, size: int, interval: fl
 # -- three hosts, one VM each ---------------------------------------------------------------
 
 @pytest.fixture
-def overlay(lab: "Lab", agents: list[Host], tmp_path: Path) -> dict[int, Host]:
+def overlay(lab: Lab, agents: list[Host], tmp_path: Path) -> dict[int, Host]:
     """Three hosts on an underlay bridge, VM i behind host i, agents configured by NETCONF."""
     underlay = lab.ns("ul")
     lab.sh("ip", "-n", underlay, "link", "add", "ulbr", "type", "bridge")
@@ -197,11 +197,11 @@ def program_overlay(hosts: dict[int, Host]) -> None:
                        "".join(flood(VTEP[j]) for j in others)) + attachment(i))
 
 
-def vm(lab: "Lab", i: int) -> str:
+def vm(lab: Lab, i: int) -> str:
     return f"{lab.prefix}-vm{i}"
 
 
-def test_overlay_ping_mapping_spoofing_acl_rate(lab: "Lab", overlay: dict[int, Host]) -> None:
+def test_overlay_ping_mapping_spoofing_acl_rate(lab: Lab, overlay: dict[int, Host]) -> None:
     h1 = overlay[1]
     h1.client.create_subscription()
     program_overlay(overlay)
@@ -277,7 +277,7 @@ def configured_fdb(h: Host) -> set[tuple[str, str]]:
     return out | {("00:00:00:00:00:00", e.text) for e in data.iter(f"{{{NVE}}}address")}
 
 
-def test_kill9_mid_push_then_restart_reconciles_exactly(lab: "Lab", agents: list[Host],
+def test_kill9_mid_push_then_restart_reconciles_exactly(lab: Lab, agents: list[Host],
                                                          tmp_path: Path) -> None:
     h = start_host(lab, agents, tmp_path, 1)
     h.edit(network(VNI, remote(MAC[2], VTEP[2]), flood(VTEP[2])))
@@ -311,7 +311,7 @@ def test_kill9_mid_push_then_restart_reconciles_exactly(lab: "Lab", agents: list
     assert masters == len(want) - 1
 
 
-def test_hand_deleted_fdb_entries_come_back(lab: "Lab", agents: list[Host],
+def test_hand_deleted_fdb_entries_come_back(lab: Lab, agents: list[Host],
                                             tmp_path: Path) -> None:
     h = start_host(lab, agents, tmp_path, 1)
     # a device and an entry the agent did not create: left alone
@@ -336,7 +336,7 @@ def test_hand_deleted_fdb_entries_come_back(lab: "Lab", agents: list[Host],
     assert fdb(lab, h.ns, "vxforeign") == {("02:99:00:00:00:01", "198.18.9.9")}
 
 
-def test_links_changed_behind_the_agents_back_come_back(lab: "Lab", agents: list[Host],
+def test_links_changed_behind_the_agents_back_come_back(lab: Lab, agents: list[Host],
                                                         tmp_path: Path) -> None:
     h = start_host(lab, agents, tmp_path, 1)
     lab.sh("ip", "-n", h.ns, "link", "add", "tap-vm1", "type", "veth", "peer", "name", "vm1-peer")
@@ -367,7 +367,7 @@ def test_links_changed_behind_the_agents_back_come_back(lab: "Lab", agents: list
     assert f"master br-{VNI}" in link("tap-other") and attached()
 
 
-def test_bad_input_gets_rpc_error_and_leaves_kernel_untouched(lab: "Lab", agents: list[Host],
+def test_bad_input_gets_rpc_error_and_leaves_kernel_untouched(lab: Lab, agents: list[Host],
                                                                tmp_path: Path) -> None:
     h = start_host(lab, agents, tmp_path, 1)
     lab.sh("ip", "-n", h.ns, "link", "add", "tap-vm1", "type", "veth", "peer", "name", "tap-p")

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client import Client, RemoteRpcError
-from nvo3.roles import peer
+from nvo3.netconf.client.session import Client, RemoteRpcError
+from nvo3.roles.peers import codec as peer
 
 if TYPE_CHECKING:
     from conftest import Lab
@@ -78,7 +78,7 @@ class Host:
 
 @dataclass
 class Overlay:
-    lab: "Lab"
+    lab: Lab
     tmp: Path
     hosts: dict[int, Host] = field(default_factory=dict)
     procs: list[RoleProcess] = field(default_factory=list)
@@ -116,7 +116,7 @@ class Overlay:
 
 
 @pytest.fixture
-def overlay(lab: "Lab", tmp_path: Path) -> Iterator[Overlay]:
+def overlay(lab: Lab, tmp_path: Path) -> Iterator[Overlay]:
     """Two hosts on an underlay, each with an NVE and a vServer agent; an nDirector."""
     ov = Overlay(lab, tmp_path)
     try:
@@ -179,7 +179,7 @@ def attachments(h: Host) -> dict[str, str]:
             for a in (cfg.get("attachments") or {}).get("attachment", [])}
 
 
-def ping_loss(lab: "Lab", ns: str, dst: str, count: int, interval: float) -> subprocess.Popen:
+def ping_loss(lab: Lab, ns: str, dst: str, count: int, interval: float) -> subprocess.Popen:
     return subprocess.Popen(["ip", "netns", "exec", ns, "ping", "-q", "-n", "-c", str(count),
                              "-i", str(interval), "-W", "1", dst],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

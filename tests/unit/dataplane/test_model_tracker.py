@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from nvo3.dataplane import nlbulk
-from nvo3.dataplane.model import (DesiredState, FloodEntry, Network, Port, RemoteMac,
-                                  bridge_name, vni_of, vxlan_name)
+from nvo3.dataplane.model import (
+    DesiredState,
+    FloodEntry,
+    Network,
+    Port,
+    RemoteMac,
+    bridge_name,
+    vni_of,
+    vxlan_name,
+)
 from nvo3.dataplane.tracker import DeltaTracker, Update
 
 NET = Network(100, "198.18.0.1")

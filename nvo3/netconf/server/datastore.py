@@ -1,0 +1,141 @@
+"""Configuration datastores as immutable validated snapshots, and their atomic persistence.
+
+A `Snapshot` is one validated configuration: the lxml <data> tree the edit code works on and
+the libyang tree that validated it (used for with-defaults printing and for the roles' view).
+An edit builds a new snapshot; a commit swaps the reference; a confirmed commit keeps the old
+one for rollback. Nothing mutates a snapshot after it is built.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import libyang
+from _libyang import ffi, lib
+from lxml import etree
+
+from nvo3.fsutil import write_atomically
+from nvo3.netconf.proto.xml import BASE_NS, PARSER, base
+from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.validation import parse_config
+
+#: RFC 6243 with-defaults modes -> libyang printer flags.
+WITH_DEFAULTS_FLAGS = {
+    "explicit": lib.LYD_PRINT_WD_EXPLICIT,
+    "trim": lib.LYD_PRINT_WD_TRIM,
+    "report-all": lib.LYD_PRINT_WD_ALL,
+    "report-all-tagged": lib.LYD_PRINT_WD_ALL_TAG,
+}
+
+
+def _print(dnode: libyang.DNode, fmt: int, with_defaults: str) -> bytes:
+    flags = lib.LYD_PRINT_WITHSIBLINGS | lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS[with_defaults]
+    buf = ffi.new("char **")
+    if lib.lyd_print_mem(buf, dnode.first_sibling().cdata, fmt, flags) != lib.LY_SUCCESS:
+        raise dnode.context.error("cannot print data")
+    try:
+        return b"" if buf[0] == ffi.NULL else ffi.string(buf[0])
+    finally:
+        lib.free(buf[0])
+
+
+def _unprefixed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """RFC 7951 member names "module:name" -> "name" (a json.loads object hook)."""
+    return {k.partition(":")[2] or k: v for k, v in pairs}
+
+
+def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit") -> bytes:
+    """The XML of a data tree and its siblings, compact, deterministic."""
+    if dnode is None:
+        return b""
+    xml = _print(dnode, lib.LYD_XML, with_defaults)
+    if with_defaults == "report-all-tagged":
+        # libyang tags defaults with the ietf-netconf-with-defaults module's metadata; on the
+        # wire RFC 6243 section 6 wants the attribute in urn:...:netconf:default:1.0.
+        xml = xml.replace(b'xmlns:ncwd="urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults"',
+                          b'xmlns:wd="urn:ietf:params:xml:ns:netconf:default:1.0"')
+        xml = xml.replace(b' ncwd:default="true"', b' wd:default="true"')
+    return xml
+
+
+def data_element(children_xml: bytes) -> etree._Element:
+    """A <data> element holding the given top-level nodes."""
+    return etree.fromstring(b'<data xmlns="%s">%s</data>' % (BASE_NS.encode(), children_xml),
+                            PARSER)
+
+
+class Snapshot:
+    """One validated configuration. Build it with `Snapshot.validated`."""
+
+    def __init__(self, schema: Schema, dnode: libyang.DNode | None):
+        self.schema = schema
+        self.dnode = dnode
+        self._printed: dict[str, bytes] = {}
+        self._dict: dict[str, Any] | None = None
+        if dnode is not None:
+            # libyang trees are C memory the binding never frees by itself. Not __del__: in a
+            # garbage cycle the context's cffi finalizer may run first (ly_ctx_destroy), and
+            # freeing the tree then is a use-after-free. The finalize callback holds the tree,
+            # hence its context, so the context outlives it.
+            weakref.finalize(self, dnode.free)
+
+    @classmethod
+    def validated(cls, schema: Schema, data: etree._Element) -> Snapshot:
+        """Validate a <data> tree (raises RpcError) and return it as a snapshot."""
+        return cls(schema, parse_config(schema, data))
+
+    @classmethod
+    def empty(cls, schema: Schema) -> Snapshot:
+        return cls(schema, None)
+
+    def xml(self, with_defaults: str = "explicit") -> bytes:
+        """The configuration as XML (top-level nodes only), cached per mode."""
+        if with_defaults not in self._printed:
+            self._printed[with_defaults] = print_xml(self.dnode, with_defaults)
+        return self._printed[with_defaults]
+
+    @cached_property
+    def _tree(self) -> etree._Element:
+        return data_element(self.xml())
+
+    def tree(self) -> etree._Element:
+        """A fresh mutable lxml <data> copy (for an edit)."""
+        return etree.fromstring(etree.tostring(self._tree), PARSER)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as the nested dicts roles read: RFC 7951 JSON with defaults,
+        module prefixes stripped (lists are Python lists; 64-bit integers and decimal64 are
+        strings, as RFC 7951 says). Built once per snapshot, through libyang's C printer."""
+        if self._dict is None:
+            self._dict = {} if self.dnode is None else json.loads(
+                _print(self.dnode, lib.LYD_JSON, "report-all") or b"{}",
+                object_pairs_hook=_unprefixed)
+        return self._dict
+
+    def is_empty(self) -> bool:
+        return not self.xml().strip()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and self.xml() == other.xml()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def save_snapshot(path: Path, snapshot: Snapshot) -> None:
+    """Persist a configuration as a <config> document."""
+    write_atomically(path, b'<config xmlns="%s">%s</config>\n'
+                     % (BASE_NS.encode(), snapshot.xml()))
+
+
+def load_snapshot(schema: Schema, path: Path) -> Snapshot:
+    """Read and validate a persisted configuration; a missing file is an empty one."""
+    if not path.exists():
+        return Snapshot.empty(schema)
+    root = etree.fromstring(path.read_bytes(), PARSER)
+    data = etree.Element(base("data"))
+    data.extend(list(root))
+    return Snapshot.validated(schema, data)

@@ -1,0 +1,261 @@
+"""running, candidate and startup: locks, commit, confirmed commit, persistence.
+
+Everything here runs under the server's lock; the methods take the calling session's id.
+Rules implemented (RFC 6241 sections 7.5, 8.3, 8.4, 7.2):
+- a lock held by another session refuses lock (lock-denied, error-info session-id) and any
+  write to that datastore (in-use);
+- a modified candidate cannot be locked; the candidate lock holder's end discards its changes;
+- commit and discard-changes by another session while the candidate is locked are refused;
+- a confirmed commit rolls back on timeout, on cancel-commit, and when its session ends unless
+  it was given a persist id; a persisted confirmed commit survives a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nvo3.netconf.proto.errors import RpcError
+from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot, write_atomically
+from nvo3.netconf.server.schema import Schema
+
+log = logging.getLogger(__name__)
+
+DATASTORES = ("running", "candidate", "startup")
+#: Installs a new running configuration (role applier); raises RpcError to refuse it.
+Installer = Callable[[Snapshot, Snapshot], None]
+
+
+@dataclass
+class PendingConfirm:
+    """A confirmed commit waiting for its confirming commit."""
+
+    rollback: Snapshot
+    owner: int                   # session id
+    persist: str | None
+    deadline: float              # time.time() at which it rolls back
+    timer: threading.Timer | None = None
+
+
+class Datastores:
+    """The three datastores of one server."""
+
+    def __init__(self, schema: Schema, state_dir: Path, installer: Installer,
+                 lock: threading.RLock, on_event: Callable[[str, dict], None]):
+        self.schema = schema
+        self.state_dir = state_dir
+        self.installer = installer
+        self.lock = lock
+        self.on_event = on_event          # ("config-change"| "confirmed-commit", details)
+        self.running = load_snapshot(schema, self._file("running"))
+        self.startup = load_snapshot(schema, self._file("startup"))
+        self.candidate = self.running
+        self.locks: dict[str, int] = {}
+        self.pending: PendingConfirm | None = None
+
+    def _file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.xml"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get(self, name: str) -> Snapshot:
+        if name not in DATASTORES:
+            raise RpcError("invalid-value", f'unknown datastore "{name}"', type="protocol")
+        return getattr(self, name)
+
+    def candidate_modified(self) -> bool:
+        return self.candidate.xml() != self.running.xml()
+
+    # -- locks ----------------------------------------------------------------------------
+
+    def lock_datastore(self, name: str, session: int) -> None:
+        self.get(name)
+        holder = self.locks.get(name)
+        if holder is not None:
+            raise RpcError("lock-denied", f"{name} is locked by session {holder}",
+                           type="protocol", info=[("session-id", str(holder))])
+        if name == "candidate" and self.candidate_modified():
+            raise RpcError("lock-denied", "the candidate has uncommitted changes; commit or "
+                           "discard them first", type="protocol", info=[("session-id", "0")])
+        self.locks[name] = session
+
+    def unlock_datastore(self, name: str, session: int) -> None:
+        self.get(name)
+        holder = self.locks.get(name)
+        if holder != session:
+            why = "is not locked" if holder is None else f"is locked by session {holder}"
+            raise RpcError("operation-failed", f"{name} {why}", type="protocol")
+        del self.locks[name]
+
+    def check_writable(self, name: str, session: int) -> None:
+        """Refuse a write to a datastore another session has locked."""
+        holder = self.locks.get(name)
+        if holder is not None and holder != session:
+            raise RpcError("in-use", f"{name} is locked by session {holder}", type="protocol",
+                           info=[("session-id", str(holder))])
+
+    def session_ended(self, session: int) -> None:
+        """Release the session's locks; roll back its unconfirmed commit."""
+        if self.locks.get("candidate") == session and self.candidate_modified():
+            log.info("session %d ended holding the candidate lock: discarding its changes",
+                     session)
+            self.candidate = self.running
+        for name in [n for n, s in self.locks.items() if s == session]:
+            del self.locks[name]
+        if self.pending and self.pending.owner == session and self.pending.persist is None:
+            log.warning("session %d ended before confirming its commit: rolling back", session)
+            self._rollback("session-end")
+
+    # -- writing --------------------------------------------------------------------------
+
+    def set_candidate(self, snapshot: Snapshot, session: int) -> None:
+        self.check_writable("candidate", session)
+        self.candidate = snapshot
+
+    def set_running(self, snapshot: Snapshot, session: int) -> None:
+        """Install a new running configuration (role applier, then disk), candidate follows."""
+        self.check_writable("running", session)
+        candidate_clean = not self.candidate_modified()
+        self._install(snapshot)
+        if candidate_clean:
+            self.candidate = self.running
+
+    def set_startup(self, snapshot: Snapshot, session: int) -> None:
+        self.check_writable("startup", session)
+        save_snapshot(self._file("startup"), snapshot)
+        self.startup = snapshot
+
+    def delete_startup(self, session: int) -> None:
+        self.check_writable("startup", session)
+        self.set_startup(Snapshot.empty(self.schema), session)
+
+    def _install(self, snapshot: Snapshot) -> None:
+        before = self.running
+        if snapshot.xml() == before.xml():
+            return
+        self.installer(before, snapshot)          # may raise: nothing changed then
+        save_snapshot(self._file("running"), snapshot)
+        self.running = snapshot
+        self.on_event("config-change", {"before": before, "after": snapshot})
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def _check_candidate_lock(self, session: int, what: str) -> None:
+        holder = self.locks.get("candidate")
+        if holder is not None and holder != session:
+            raise RpcError("in-use", f"{what} refused: the candidate is locked by session "
+                           f"{holder}", type="protocol", info=[("session-id", str(holder))])
+
+    def commit(self, session: int, confirmed: bool = False, timeout: int = 600,
+               persist: str | None = None, persist_id: str | None = None) -> None:
+        self._check_candidate_lock(session, "commit")
+        pending = self.pending
+        if pending:
+            self._check_confirm_allowed(pending, session, persist_id)
+        elif persist_id is not None:
+            raise RpcError("invalid-value", "no confirmed commit is pending for this "
+                           "persist-id", type="protocol", info=[("bad-element", "persist-id")])
+        self.check_writable("running", session)
+        rollback = pending.rollback if pending else self.running
+        self._install(self.candidate)
+        if pending:
+            self._stop_timer()
+            self.pending = None                   # confirmed (or extended just below)
+        if confirmed:
+            self.pending = PendingConfirm(rollback, session, persist, time.time() + timeout)
+            self._start_timer()
+            self.on_event("confirmed-commit", {"event": "extend" if pending else "start",
+                                               "session": session, "timeout": timeout})
+        elif pending:
+            self.on_event("confirmed-commit", {"event": "complete", "session": session})
+        self._save_pending()
+
+    def _check_confirm_allowed(self, pending: PendingConfirm, session: int,
+                               persist_id: str | None) -> None:
+        if pending.persist is not None:
+            if persist_id != pending.persist:
+                raise RpcError("invalid-value", "a persistent confirmed commit is pending: "
+                               "give its persist-id", type="protocol",
+                               info=[("bad-element", "persist-id")])
+        elif pending.owner != session:
+            raise RpcError("in-use", f"a confirmed commit of session {pending.owner} is "
+                           "pending", type="protocol",
+                           info=[("session-id", str(pending.owner))])
+
+    def cancel_commit(self, session: int, persist_id: str | None = None) -> None:
+        if not self.pending:
+            raise RpcError("operation-failed", "no confirmed commit is pending",
+                           type="protocol")
+        self._check_confirm_allowed(self.pending, session, persist_id)
+        self._rollback("cancel", session)
+
+    def discard_changes(self, session: int) -> None:
+        self._check_candidate_lock(session, "discard-changes")
+        self.candidate = self.running
+
+    def _rollback(self, reason: str, session: int = 0) -> None:
+        pending = self.pending
+        assert pending is not None
+        self._stop_timer()
+        self.pending = None
+        try:
+            self._install(pending.rollback)
+        except RpcError as err:               # the role refused the old config: keep going
+            log.error("rollback of confirmed commit refused by the role: %s", err)
+        self.candidate = self.running
+        self._save_pending()
+        self.on_event("confirmed-commit", {"event": {"timeout": "timeout", "cancel": "cancel",
+                                                     "session-end": "cancel"}[reason],
+                                           "session": session})
+
+    # -- confirmed-commit timer and its persistence ----------------------------------------
+
+    def _start_timer(self) -> None:
+        assert self.pending is not None
+        delay = max(0.0, self.pending.deadline - time.time())
+        timer = threading.Timer(delay, self._timeout, args=(self.pending,))
+        timer.daemon = True
+        self.pending.timer = timer
+        timer.start()
+
+    def _stop_timer(self) -> None:
+        if self.pending and self.pending.timer:
+            self.pending.timer.cancel()
+
+    def _timeout(self, pending: PendingConfirm) -> None:
+        with self.lock:
+            if self.pending is pending:
+                log.warning("confirmed commit not confirmed in time: rolling back")
+                self._rollback("timeout")
+
+    def _save_pending(self) -> None:
+        path = self.state_dir / "confirmed-commit.json"
+        if self.pending is None or self.pending.persist is None:
+            path.unlink(missing_ok=True)
+            return
+        save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback)
+        write_atomically(path, json.dumps({"persist": self.pending.persist,
+                                           "deadline": self.pending.deadline}).encode())
+
+    def close(self) -> None:
+        """Stop the confirmed-commit timer (the server is stopping; a persisted confirm resumes
+        at the next start, an unpersisted one is lost with its sessions)."""
+        with self.lock:
+            self._stop_timer()
+
+    def resume_pending(self) -> None:
+        """After a restart: resume a persisted confirmed commit (or roll it back if late)."""
+        path = self.state_dir / "confirmed-commit.json"
+        if not path.exists():
+            return
+        saved = json.loads(path.read_text())
+        rollback = load_snapshot(self.schema, self.state_dir / "confirmed-rollback.xml")
+        self.pending = PendingConfirm(rollback, 0, saved["persist"], saved["deadline"])
+        log.info("resuming persisted confirmed commit %r (%.0f s left)", saved["persist"],
+                 saved["deadline"] - time.time())
+        self._start_timer()

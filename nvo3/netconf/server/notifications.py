@@ -1,0 +1,136 @@
+"""RFC 5277 event notifications: the NETCONF stream, its bounded replay log, subscriptions.
+
+Events arrive as finished <notification> content (an lxml element of the notification's own
+module, validated by the caller); the log keeps the newest `capacity` of them for replay.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from nvo3.netconf.proto.xml import NOTIF_NS, qname
+
+STREAM = "NETCONF"
+NC_NOTIF_NS = "urn:ietf:params:xml:ns:netmod:notification"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 date-and-time in UTC with microseconds."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 date-and-time (raises ValueError)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value
+
+
+@dataclass(frozen=True)
+class Event:
+    time: datetime
+    content: etree._Element          # the notification's top element (never mutated)
+
+
+def render(event: Event) -> bytes:
+    """The whole <notification> message for one event."""
+    msg = etree.Element(qname(NOTIF_NS, "notification"), nsmap={None: NOTIF_NS})
+    etree.SubElement(msg, qname(NOTIF_NS, "eventTime")).text = format_time(event.time)
+    msg.append(etree.fromstring(etree.tostring(event.content)))
+    return etree.tostring(msg)
+
+
+def _marker(name: str, t: datetime) -> Event:
+    return Event(t, etree.Element(qname(NC_NOTIF_NS, name), nsmap={None: NC_NOTIF_NS}))
+
+
+@dataclass
+class Subscription:
+    """One session's subscription; `select` returns the filtered content or None."""
+
+    send: Callable[[bytes], None]
+    select: Callable[[etree._Element], etree._Element | None]
+    start: datetime | None = None
+    stop: datetime | None = None
+    done: bool = False
+    on_done: Callable[[], None] = field(default=lambda: None)
+
+    def deliver(self, event: Event) -> None:
+        if self.done:
+            return
+        if self.stop is not None and event.time > self.stop:
+            self.finish(event.time)
+            return
+        content = self.select(event.content)
+        if content is not None:
+            self.send(render(Event(event.time, content)))
+
+    def finish(self, t: datetime) -> None:
+        if not self.done:
+            self.done = True
+            self.send(render(_marker("notificationComplete", t)))
+            self.on_done()
+
+
+class EventLog:
+    """The NETCONF stream: a bounded replay log and the live subscriptions."""
+
+    def __init__(self, capacity: int = 10_000):
+        self.events: deque[Event] = deque(maxlen=capacity)
+        self.subscriptions: list[Subscription] = []
+        self.lock = threading.Lock()
+        self.created = now()
+
+    def publish(self, content: etree._Element) -> int:
+        """Log an event and send it to every live subscription; returns deliveries."""
+        event = Event(now(), content)
+        with self.lock:
+            self.events.append(event)
+            subs = list(self.subscriptions)
+        for sub in subs:
+            sub.deliver(event)
+        return len(subs)
+
+    def oldest(self) -> datetime | None:
+        with self.lock:
+            return self.events[0].time if self.events else None
+
+    def subscribe(self, sub: Subscription) -> None:
+        """Replay from `sub.start` (then replayComplete), then go live."""
+        with self.lock:
+            replay = [e for e in self.events if sub.start is not None and e.time >= sub.start]
+            if sub.start is not None:
+                for event in replay:
+                    if sub.stop is not None and event.time > sub.stop:
+                        break
+                    sub.deliver(event)
+                sub.send(render(_marker("replayComplete", now())))
+                if sub.stop is not None and sub.stop <= now():
+                    sub.finish(now())
+                    return
+            self.subscriptions.append(sub)
+        if sub.stop is not None:
+            delay = max(0.0, (sub.stop - now()).total_seconds())
+            timer = threading.Timer(delay, self._expire, args=(sub,))
+            timer.daemon = True
+            timer.start()
+
+    def _expire(self, sub: Subscription) -> None:
+        self.unsubscribe(sub)
+        sub.finish(now())
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self.lock:
+            if sub in self.subscriptions:
+                self.subscriptions.remove(sub)

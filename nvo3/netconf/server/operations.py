@@ -1,0 +1,436 @@
+"""The NETCONF operations: one function per RPC, all behind `dispatch`.
+
+Base operations (RFC 6241), create-subscription (RFC 5277), get-schema (RFC 6022), and the
+role's own RPCs (validated against its YANG modules by libyang, input and output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import libyang
+from lxml import etree
+
+from nvo3.netconf.proto.errors import RpcError, bad_element, invalid_value, missing_element
+from nvo3.netconf.proto.xml import (
+    BASE_NS,
+    MONITORING_NS,
+    NOTIF_NS,
+    WITH_DEFAULTS_NS,
+    base,
+    find_child,
+    local_name,
+    namespace,
+    qname,
+)
+from nvo3.netconf.server.datastore import Snapshot
+from nvo3.netconf.server.edit import Editor
+from nvo3.netconf.server.engine import RawXml, Reply, RpcErrors
+from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
+from nvo3.netconf.server.merge import is_plain_merge, merged
+from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
+from nvo3.netconf.server.role import ApplyError
+from nvo3.netconf.server.validation import rpc_error_from
+
+if TYPE_CHECKING:
+    from nvo3.netconf.server.engine import NetconfServer, Session
+
+Operation = Callable[["NetconfServer", "Session", etree._Element], Reply]
+WITH_DEFAULTS_MODES = ("explicit", "trim", "report-all", "report-all-tagged")
+
+
+# -- parameters ---------------------------------------------------------------------------
+
+def _text(op: etree._Element, name: str, default: str | None = None,
+          ns: str = BASE_NS) -> str | None:
+    for child in op:
+        if isinstance(child.tag, str) and local_name(child) == name \
+                and namespace(child) in (ns, None):
+            return (child.text or "").strip()
+    return default
+
+
+def _choice(op: etree._Element, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = _text(op, name, default)
+    if value not in allowed:
+        raise bad_element(name, f'<{name}> must be one of {", ".join(allowed)}, not "{value}"',
+                          tag="invalid-value")
+    return value  # type: ignore[return-value]
+
+
+def _datastore_param(op: etree._Element, name: str, allowed: tuple[str, ...],
+                     allow_config: bool = False) -> str | etree._Element:
+    """The datastore named in <source>/<target>, or the inline <config> element."""
+    holder = find_child(op, name)
+    if holder is None:
+        raise missing_element(name, local_name(op))
+    for child in holder:
+        if not isinstance(child.tag, str):
+            continue
+        ds = local_name(child)
+        if ds == "config" and allow_config:
+            return child
+        if ds == "url":
+            raise RpcError("operation-not-supported", "the :url capability is not supported",
+                           type="protocol")
+        if ds not in allowed:
+            raise bad_element(ds, f"<{name}> cannot be <{ds}> for <{local_name(op)}>",
+                              tag="invalid-value")
+        return ds
+    raise missing_element("datastore", name)
+
+
+def _with_defaults(op: etree._Element) -> str:
+    value = _text(op, "with-defaults", "explicit", ns=WITH_DEFAULTS_NS)
+    if value not in WITH_DEFAULTS_MODES:
+        raise bad_element("with-defaults", f'unknown with-defaults mode "{value}"',
+                          tag="invalid-value")
+    return value  # type: ignore[return-value]
+
+
+def _filtered(server: NetconfServer, xml: bytes, filt: etree._Element | None) -> RawXml:
+    if filt is None:
+        return RawXml(b"<data xmlns=\"%s\">%s</data>" % (BASE_NS.encode(), xml))
+    data = server.as_tree(xml)
+    kind = filt.get("type") or filt.get(qname(BASE_NS, "type")) or "subtree"
+    keys = server.schema.list_keys
+    try:
+        if kind == "subtree":
+            result = subtree_filter(data, filt, keys)
+        elif kind == "xpath":
+            select = filt.get("select") or filt.get(qname(BASE_NS, "select"))
+            if not select:
+                raise RpcError("missing-attribute", "an xpath filter needs a select attribute",
+                               type="protocol", info=[("bad-attribute", "select"),
+                                                      ("bad-element", "filter")])
+            nsmap = {p: n for p, n in filt.nsmap.items() if p}
+            nsmap.update(server.schema.namespaces)
+            result = xpath_filter(data, select, nsmap, keys)
+        else:
+            raise RpcError("bad-attribute", f'unknown filter type "{kind}"', type="protocol",
+                           info=[("bad-attribute", "type"), ("bad-element", "filter")])
+    except FilterError as exc:
+        raise invalid_value(f"bad filter: {exc}") from None
+    return RawXml(etree.tostring(result))
+
+
+# -- retrieval ----------------------------------------------------------------------------
+
+def get_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    source = _datastore_param(op, "source", ("running", "candidate", "startup"))
+    wd = _with_defaults(op)
+    with server.lock:
+        snapshot = server.datastores.get(source)  # type: ignore[arg-type]
+    return [_filtered(server, snapshot.xml(wd), find_child(op, "filter"))]
+
+
+def get(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    wd = _with_defaults(op)
+    with server.lock:
+        running = server.datastores.running
+    return [_filtered(server, server.operational(running, wd), find_child(op, "filter"))]
+
+
+# -- editing ------------------------------------------------------------------------------
+
+def edit_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    target = _datastore_param(op, "target", ("running", "candidate"))
+    default_op = _choice(op, "default-operation", ("merge", "replace", "none"), "merge")
+    test_option = _choice(op, "test-option", ("test-then-set", "set", "test-only"),
+                          "test-then-set")
+    error_option = _choice(op, "error-option", ("stop-on-error", "continue-on-error",
+                                                "rollback-on-error"), "stop-on-error")
+    config = find_child(op, "config")
+    if config is None:
+        if find_child(op, "url") is not None:
+            raise RpcError("operation-not-supported", "the :url capability is not supported",
+                           type="protocol")
+        raise missing_element("config", "edit-config")
+    sid = session.session_id
+    ds = server.datastores
+    with server.lock:
+        ds.check_writable(target, sid)  # type: ignore[arg-type]
+        if is_plain_merge(config, default_op):
+            snapshot = merged(server.schema, ds.get(target), config)  # type: ignore[arg-type]
+            if test_option != "test-only":
+                _store(server, target, snapshot, sid)  # type: ignore[arg-type]
+            return []
+        tree = ds.get(target).tree()  # type: ignore[arg-type]
+        editor = Editor(server.schema, default_op, error_option == "continue-on-error")
+        try:
+            errors = editor.apply(tree, config).errors
+        except RpcError as first:
+            if error_option == "rollback-on-error":
+                raise
+            errors = [first]                   # stop-on-error keeps what came before it
+        try:
+            snapshot = Snapshot.validated(server.schema, tree)
+        except RpcError as invalid:
+            raise RpcErrors(errors + [invalid]) from None
+        if test_option != "test-only":
+            _store(server, target, snapshot, sid)  # type: ignore[arg-type]
+    if errors:
+        raise RpcErrors(errors)
+    return []
+
+
+def _store(server: NetconfServer, target: str, snapshot: Snapshot, sid: int) -> None:
+    ds = server.datastores
+    server.current_session = sid
+    try:
+        {"running": ds.set_running, "candidate": ds.set_candidate,
+         "startup": ds.set_startup}[target](snapshot, sid)
+    finally:
+        server.current_session = None
+
+
+def _source_snapshot(server: NetconfServer, source: str | etree._Element) -> Snapshot:
+    if isinstance(source, str):
+        return server.datastores.get(source)
+    data = etree.Element(base("data"))
+    data.extend(etree.fromstring(etree.tostring(c)) for c in source if isinstance(c.tag, str))
+    return Snapshot.validated(server.schema, data)
+
+
+def copy_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
+    source = _datastore_param(op, "source", ("running", "candidate", "startup"),
+                              allow_config=True)
+    if source == target:
+        raise invalid_value("<source> and <target> are the same datastore")
+    with server.lock:
+        snapshot = _source_snapshot(server, source)
+        _store(server, target, snapshot, session.session_id)  # type: ignore[arg-type]
+    return []
+
+
+def delete_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    _datastore_param(op, "target", ("startup",))
+    with server.lock:
+        server.datastores.delete_startup(session.session_id)
+    return []
+
+
+def validate(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    source = _datastore_param(op, "source", ("running", "candidate", "startup"),
+                              allow_config=True)
+    with server.lock:
+        snapshot = _source_snapshot(server, source)
+        if isinstance(source, str):
+            Snapshot.validated(server.schema, snapshot.tree())
+    return []
+
+
+# -- locks and commit ---------------------------------------------------------------------
+
+def lock(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
+    with server.lock:
+        server.datastores.lock_datastore(target, session.session_id)  # type: ignore[arg-type]
+        server.lock_times[target] = now()
+    return []
+
+
+def unlock(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
+    with server.lock:
+        server.datastores.unlock_datastore(target, session.session_id)  # type: ignore[arg-type]
+        server.lock_times.pop(target, None)
+    return []
+
+
+def commit(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    confirmed = find_child(op, "confirmed") is not None
+    timeout_text = _text(op, "confirm-timeout", "600")
+    try:
+        timeout = int(timeout_text or "")
+        if not 1 <= timeout <= 4294967295:
+            raise ValueError
+    except ValueError:
+        raise bad_element("confirm-timeout", f'confirm-timeout "{timeout_text}" is not a '
+                          "number of seconds (1..4294967295)", tag="invalid-value") from None
+    with server.lock:
+        server.current_session = session.session_id
+        try:
+            server.datastores.commit(session.session_id, confirmed=confirmed, timeout=timeout,
+                                     persist=_text(op, "persist"),
+                                     persist_id=_text(op, "persist-id"))
+        finally:
+            server.current_session = None
+    return []
+
+
+def cancel_commit(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    with server.lock:
+        server.datastores.cancel_commit(session.session_id, _text(op, "persist-id"))
+    return []
+
+
+def discard_changes(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    with server.lock:
+        server.datastores.discard_changes(session.session_id)
+    return []
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+def close_session(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    return []                                   # the session closes after the reply
+
+
+def kill_session(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    text = _text(op, "session-id")
+    if text is None:
+        raise missing_element("session-id", "kill-session")
+    try:
+        target_id = int(text)
+    except ValueError:
+        raise bad_element("session-id", f'"{text}" is not a session id',
+                          tag="invalid-value") from None
+    if target_id == session.session_id:
+        raise invalid_value("a session cannot kill itself: use <close-session>")
+    with server.lock:
+        target = server.sessions.get(target_id)
+    if target is None:
+        raise invalid_value(f"no session {target_id}")
+    server.session_closed(target, killed_by=session.session_id)
+    target.sink.close()
+    return []
+
+
+# -- notifications and discovery ------------------------------------------------------------
+
+def create_subscription(server: NetconfServer, session: Session,
+                        op: etree._Element) -> Reply:
+    if session.subscription is not None and not session.subscription.done:
+        raise RpcError("operation-failed", "this session already has a subscription",
+                       type="protocol")
+    stream = _text(op, "stream", STREAM, ns=NOTIF_NS)
+    if stream != STREAM:
+        raise bad_element("stream", f'unknown stream "{stream}"', tag="invalid-value")
+    try:
+        start = _optional_time(op, "startTime")
+        stop = _optional_time(op, "stopTime")
+    except ValueError as exc:
+        raise bad_element("startTime", f"bad time: {exc}", tag="bad-element") from None
+    if stop is not None and start is None:
+        raise bad_element("stopTime", "stopTime needs startTime", tag="bad-element")
+    if start is not None and start > now():
+        raise bad_element("startTime", "startTime is in the future", tag="bad-element")
+    if stop is not None and start is not None and stop < start:
+        raise bad_element("stopTime", "stopTime is before startTime", tag="bad-element")
+    filt = find_child(op, "filter")
+    if filt is None:
+        filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
+                    None)
+    select = _notification_selector(server, filt)
+    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop)
+    session.subscription = sub
+    # the reply must precede replayed events: subscribe after it is sent
+    session.after_reply = lambda: server.events.subscribe(sub)
+    return []
+
+
+def _optional_time(op: etree._Element, name: str):  # type: ignore[no-untyped-def]
+    text = _text(op, name, None, ns=NOTIF_NS)
+    return parse_time(text) if text else None
+
+
+def _notification_selector(server: NetconfServer, filt: etree._Element | None):  # type: ignore[no-untyped-def]
+    if filt is None:
+        return lambda content: content
+
+    def select(content: etree._Element) -> etree._Element | None:
+        try:
+            out = etree.fromstring(_filtered(server, etree.tostring(content), filt).xml)
+        except RpcError:
+            return None
+        return out[0] if len(out) else None
+    _filtered(server, b"", filt)               # a broken filter fails the subscription now
+    return select
+
+
+def get_schema(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    ident = _text(op, "identifier", None, ns=MONITORING_NS)
+    if not ident:
+        raise missing_element("identifier", "get-schema")
+    version = _text(op, "version", None, ns=MONITORING_NS) or None
+    fmt = _text(op, "format", "yang", ns=MONITORING_NS) or "yang"
+    if fmt.split(":")[-1] != "yang":
+        raise invalid_value(f'schema format "{fmt}" is not supported (only yang)')
+    text = server.schema.module_text(ident, version)
+    if text is None:
+        raise RpcError("invalid-value", f'no schema "{ident}"'
+                       + (f" revision {version}" if version else ""), type="protocol",
+                       info=[("bad-element", "identifier")])
+    data = etree.Element(qname(MONITORING_NS, "data"), nsmap={None: MONITORING_NS})
+    data.text = text
+    return [data]
+
+
+# -- the role's own RPCs --------------------------------------------------------------------
+
+def role_rpc(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    name = local_name(op)
+    module = server.schema.modules_by_ns.get(namespace(op) or "")
+    handler = server.handlers.get(f"{module}:{name}")
+    if module is None or handler is None:
+        raise RpcError("operation-not-supported", f'unknown operation "{name}"',
+                       type="protocol", info=[("bad-element", name)])
+    ctx = server.schema.context
+    try:
+        node = ctx.parse_op_mem("xml", etree.tostring(op).decode(),
+                                libyang.DataType.RPC_YANG)
+        node.validate(rpc=True)
+    except libyang.LibyangError as exc:
+        raise rpc_error_from(exc, server.schema, error_type="application") from None
+    try:
+        given = node.print_dict(strip_prefixes=True,
+                                include_implicit_defaults=True).get(name, {})
+    finally:
+        node.free()
+    try:
+        output = handler(given or {})
+    except ApplyError as exc:
+        raise RpcError(exc.tag, exc.message if hasattr(exc, "message") else str(exc),
+                       path=exc.path, app_tag=exc.app_tag) from None
+    if not output:
+        return []
+    try:
+        reply = ctx.get_module(module).parse_data_dict({name: output}, rpcreply=True,
+                                                       strict=True)
+    except libyang.LibyangError as exc:
+        raise RpcError("operation-failed", f"{name} produced invalid output: {exc}") from None
+    try:
+        printed = etree.fromstring(reply.print_mem("xml", pretty=False))
+    finally:
+        reply.free()
+    return [RawXml(etree.tostring(child)) for child in printed]
+
+
+BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
+    (BASE_NS, "get-config"): get_config,
+    (BASE_NS, "get"): get,
+    (BASE_NS, "edit-config"): edit_config,
+    (BASE_NS, "copy-config"): copy_config,
+    (BASE_NS, "delete-config"): delete_config,
+    (BASE_NS, "validate"): validate,
+    (BASE_NS, "lock"): lock,
+    (BASE_NS, "unlock"): unlock,
+    (BASE_NS, "commit"): commit,
+    (BASE_NS, "cancel-commit"): cancel_commit,
+    (BASE_NS, "discard-changes"): discard_changes,
+    (BASE_NS, "close-session"): close_session,
+    (BASE_NS, "kill-session"): kill_session,
+    (NOTIF_NS, "create-subscription"): create_subscription,
+    (MONITORING_NS, "get-schema"): get_schema,
+}
+
+
+def dispatch(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+    ns = namespace(op) or BASE_NS
+    handler = BASE_OPERATIONS.get((ns, local_name(op)))
+    if handler is None:
+        return role_rpc(server, session, op)
+    return handler(server, session, op)

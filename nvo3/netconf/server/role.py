@@ -1,0 +1,88 @@
+"""The interface between the engine and a role (NVE agent, vServer, vCenter, nDirector).
+
+A role plugs into the engine the way a sysrepo application plugs into Netopeer2, in process:
+it names its YANG modules, applies validated configuration changes (or refuses them), answers
+its RPCs and provides its config-false state. It only ever sees Python dicts, never NETCONF
+XML: configuration as RFC 7951 JSON with module prefixes stripped (lists are lists; 64-bit
+integers and decimal64 are strings), RPC input in libyang's `print_dict` shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, Protocol
+
+Tree = dict[str, Any]
+RpcHandler = Callable[[Tree], "Tree | None"]
+
+
+class ConfigChange:
+    """A validated change of the running configuration: the whole tree before and after.
+
+    Both trees are built only when the role reads them (a large configuration costs time to
+    turn into dicts) and then kept.
+    """
+
+    def __init__(self, before: Callable[[], Tree], after: Callable[[], Tree]):
+        self._before, self._after = before, after
+
+    @cached_property
+    def before(self) -> Tree:
+        return self._before()
+
+    @cached_property
+    def after(self) -> Tree:
+        return self._after()
+
+
+class ApplyError(Exception):
+    """Raised by a role to refuse a change or an RPC; the client gets this message.
+
+    `tag` is the rpc-error error-tag (operation-failed unless the role knows better), `path`
+    an optional data path of the offending node.
+    """
+
+    def __init__(self, message: str, tag: str = "operation-failed", path: str | None = None,
+                 app_tag: str | None = None):
+        super().__init__(message)
+        self.tag = tag
+        self.path = path
+        self.app_tag = app_tag
+
+
+class Notifier(Protocol):
+    """What the engine gives a role to send its own YANG notifications."""
+
+    def notify(self, module: str, name: str, content: Tree) -> None: ...
+
+
+class Role:
+    """Base class: a role that serves its modules and does nothing else yet.
+
+    Subclasses override what they need. `start` is called once the saved configuration has
+    been applied and before sessions are accepted; `stop` when the server shuts down.
+    """
+
+    name = "generic"
+    modules: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.notifier: Notifier | None = None
+
+    def start(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def stop(self) -> None:
+        pass
+
+    def apply(self, change: ConfigChange) -> None:
+        """Make a validated change real, or raise ApplyError to refuse it (nothing changes)."""
+
+    def state(self) -> Tree:
+        """Config-false data, as a dict keyed by `module:top-node` names."""
+        return {}
+
+    def rpc_handlers(self) -> dict[str, RpcHandler]:
+        """Handlers keyed by `module:rpc-name`; each gets the validated input as a dict."""
+        return {}

@@ -1,0 +1,513 @@
+"""The nDirector role: the global mapping table, and every NVE made to agree with it.
+
+Flow: NVE sessions (:mod:`nvo3.roles.ndirector.nve_sessions`) report what each NVE has attached (a read
+of its datastore at every (re)connect, then its attachment notifications). One control thread
+feeds these into the :class:`~nvo3.roles.ndirector.mapping_table.MappingTable`, derives what every NVE
+should hold (remote MACs of its VNIs, flood lists, the policies of the VMs attached to it),
+records that in each NVE's tracker and wakes the NVEs' push workers, which send one coalesced
+edit-config each, concurrently.
+
+Design notes:
+
+* A remote-mac entry goes to every NVE of the VNI except the mapping's location, including
+  NVEs that still report the MAC attached (RFC 8394): an associated destination keeps
+  forwarding to the source until it is activated, and the source is re-pointed at the
+  destination when the destination is activated, before it deactivates. The NVE agent keeps
+  such an entry pending while its own activated attachment's port exists (the local one takes
+  precedence) and programs it once the port is gone or the attachment is deactivated.
+* Members of a VNI: the configured member-nve list, the NVEs with an attachment in it and the
+  NVEs that have the network configured.
+* Startup (nDirector restart): no NVE is resynchronized before every enabled NVE was read once
+  (or STARTUP_GRACE_S passed), so an NVE read first is not stripped of the entries of the
+  NVEs not read yet. Sequence numbers are recovered from the remote-mac entries the NVEs hold.
+* Nothing is withdrawn when an NVE's session drops: its VMs stay in the table and every NVE
+  keeps forwarding.
+* Notifications are sent by the control thread, outside the role's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler, Tree
+from nvo3.roles.ndirector.mapping_table import (
+    ASSOCIATED,
+    Change,
+    DuplicateMacConfig,
+    MappingTable,
+    Outcome,
+    Report,
+)
+from nvo3.roles.ndirector.nve_client import AttachmentEvent, NveConfig, norm_mac
+from nvo3.roles.ndirector.nve_sessions import Endpoint, NveSession
+
+log = logging.getLogger(__name__)
+
+MODULE = "nvo3-ndirector"
+STARTUP_GRACE_S = 10.0
+TICK_S = 1.0
+WITHDRAW_DELAY_S = 0.02     # a withdraw-only push waits this long after the installs
+Key = tuple[int, str]
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _list(tree: Tree | None, container: str, name: str) -> list[Tree]:
+    return list(((tree or {}).get(container) or {}).get(name) or [])
+
+
+class NDirectorRole(Role):
+    """The nDirector (the draft's control plane; RFC 8014's NVA)."""
+
+    name = "ndirector"
+    modules = (MODULE,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.RLock()
+        self.table = MappingTable()
+        self.endpoints: dict[str, Endpoint] = {}
+        self.sessions: dict[str, NveSession] = {}
+        self.members_cfg: dict[int, set[str]] = {}
+        self.vm_policies: dict[Key, Tree] = {}
+        self.group_policies: dict[tuple[str, str], Tree] = {}
+        self.held_networks: dict[str, set[int]] = {}
+        self.attached: dict[int, dict[str, int]] = {}       # vni -> nve -> attachments
+        self.read_once: set[str] = set()
+        self._ready = False
+        self._started_at = time.monotonic()
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._pending: dict[int, tuple[float, set[str]]] = {}
+        self._conv = {"last": 0, "sum": 0, "count": 0, "max": 0}
+        self._stale_log = 0
+
+    # life cycle ----------------------------------------------------------------------------
+    def start(self, notifier: Notifier) -> None:
+        super().start(notifier)
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="ndirector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(("wake",))
+        for s in list(self.sessions.values()):
+            s.stop(timeout=2.0)
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    # configuration -------------------------------------------------------------------------
+    def apply(self, change: ConfigChange) -> None:
+        nd = change.after.get("ndirector") or {}
+        endpoints = {n["name"]: Endpoint.from_config(n) for n in _list(nd, "nves", "nve")}
+        members = {int(n["vni"]): set(n.get("member-nve") or [])
+                   for n in _list(nd, "networks", "network")}
+        vm_pol = {(int(p["vni"]), norm_mac(p["mac"])): p for p in _list(nd, "policies",
+                                                                          "vm-policy")}
+        grp_pol = {(p["tenant"], p["group"]): p for p in _list(nd, "policies", "group-policy")}
+        dmd = nd.get("duplicate-mac-detection") or {}
+        dup = DuplicateMacConfig(
+            enabled=dmd.get("enabled", True) not in (False, "false"),
+            max_moves=int(dmd.get("max-moves", 5)), window=int(dmd.get("window-seconds", 180)),
+            freeze=dmd.get("freeze", True) not in (False, "false"),
+            recovery=int(dmd["recovery-seconds"]) if dmd.get("recovery-seconds") else None)
+        stopping: list[NveSession] = []
+        with self.lock:
+            self.members_cfg, self.vm_policies, self.group_policies = members, vm_pol, grp_pol
+            self.table.configure(dup)
+            for name in list(self.sessions):
+                if endpoints.get(name) != self.endpoints.get(name):
+                    stopping.append(self.sessions.pop(name))
+            if not self.endpoints:
+                self._started_at = time.monotonic()    # the start-up grace begins now
+            self.endpoints = endpoints
+            for name, ep in endpoints.items():
+                if name not in self.sessions:
+                    self.sessions[name] = NveSession(ep, self, gate=self._may_push)
+                    self.sessions[name].start()
+        if stopping:   # never join under the engine's lock: a session may be notifying
+            threading.Thread(target=lambda: [s.stop() for s in stopping], daemon=True).start()
+        self._queue.put(("config",))
+
+    # what sessions report (any thread) -----------------------------------------------------
+    def nve_up(self, name: str, config: NveConfig, events: list[AttachmentEvent]) -> None:
+        self._queue.put(("up", name, config, events, time.monotonic()))
+
+    def nve_events(self, name: str, events: list[AttachmentEvent]) -> None:
+        """Attachment events of one notification (several: a bulk commit at the NVE)."""
+        self._queue.put(("events", name, events, time.monotonic()))
+
+    def nve_state(self, name: str, state: str, previous: str, reason: str | None) -> None:
+        self._queue.put(("state", name, state, previous, reason))
+
+    def nve_acked(self, name: str, generation: int) -> None:
+        done: list[float] = []
+        now = time.monotonic()
+        with self.lock:
+            for gen in [g for g in self._pending if g <= generation]:
+                t0, waiting = self._pending[gen]
+                waiting.discard(name)
+                if not waiting:
+                    del self._pending[gen]
+                    if t0:
+                        done.append(now - t0)
+            for d in done:
+                us = int(d * 1e6)
+                c = self._conv
+                c["last"], c["sum"], c["count"] = us, c["sum"] + us, c["count"] + 1
+                c["max"] = max(c["max"], us)
+
+    def _may_push(self) -> bool:
+        if self._ready:
+            return True
+        enabled = {n for n, e in self.endpoints.items() if e.enabled}
+        if not enabled:
+            return False
+        if enabled <= self.read_once or time.monotonic() - self._started_at > STARTUP_GRACE_S:
+            self._ready = True
+            log.info("ndirector: table rebuilt from %d NVEs; resynchronizing every NVE",
+                     len(self.read_once))
+            for s in list(self.sessions.values()):
+                s.kick()
+        return self._ready
+
+    # the control thread --------------------------------------------------------------------
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + TICK_S
+        while not self._stop.is_set():
+            try:
+                items = [self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))]
+            except queue.Empty:
+                items = []
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            notes: list[tuple[str, Tree]] = []
+            try:
+                with self.lock:
+                    self._process(items, notes)
+                    if time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + TICK_S
+                        self._apply_outcome(self.table.tick(time.monotonic()), set(), notes)
+                        self._may_push()
+            except Exception:
+                log.exception("ndirector: processing %d items failed", len(items))
+            self._send_notes(notes)
+
+    def _send_notes(self, notes: list[tuple[str, Tree]]) -> None:
+        """Send notifications; a burst of mapping-changed goes out in one trusted batch (built
+        here from validated values: no libyang round trip per MAC)."""
+        if self.notifier is None:
+            return
+        trusted = getattr(self.notifier, "notify_trusted", None)
+        changed = [c for n, c in notes if n == "mapping-changed"] if trusted else []
+        if changed:
+            with contextlib.suppress(Exception):
+                trusted(MODULE, "mapping-changed", changed)
+        for name, content in notes:
+            if changed and name == "mapping-changed":
+                continue
+            with contextlib.suppress(Exception):
+                self.notifier.notify(MODULE, name, content)
+
+    def _process(self, items: list[tuple[Any, ...]], notes: list[tuple[str, Tree]]) -> None:
+        keys: set[Key] = set()
+        vnis: set[int] = set()
+        full: set[str] = set()
+        t0 = 0.0
+        now = time.monotonic()
+        for item in items:
+            kind = item[0]
+            if kind == "events":
+                _, name, events, t_recv = item
+                if name in self.endpoints:
+                    t0 = t0 or t_recv
+                    for event in events:
+                        self._event(name, event, now, keys, vnis, notes)
+            elif kind == "up":
+                _, name, config, events, _t = item
+                if name in self.endpoints:
+                    self._up(name, config, now, keys, vnis, notes)
+                    for ev in events:
+                        self._event(name, ev, now, keys, vnis, notes)
+                    full.add(name)
+            elif kind == "config":
+                full |= set(self.sessions)
+            elif kind == "note":
+                notes.append((item[1], item[2]))
+            elif kind == "state":
+                _, name, state, previous, reason = item
+                content: Tree = {"nve": name, "state": state, "previous-state": previous}
+                if reason:
+                    content["reason"] = reason[:500]
+                notes.append(("nve-state-change", content))
+        self._distribute(keys, vnis, full, t0)
+
+    def _report_of(self, name: str, att: Tree, t: float | None) -> Report:
+        return Report(int(att["vni"]), norm_mac(att["mac"]), name, self.endpoints[name].vtep,
+                      tuple(att.get("ip-address") or ()), att.get("state", ASSOCIATED),
+                      att.get("vm-id"), t)
+
+    def _count(self, key: Key, name: str, before: bool) -> bool:
+        """Keep the per-VNI attachment counts; True when the NVE joined or left the VNI."""
+        after = name in self.table.candidates.get(key, {})
+        if before == after:
+            return False
+        per = self.attached.setdefault(key[0], {})
+        per[name] = per.get(name, 0) + (1 if after else -1)
+        if per[name] <= 0:
+            del per[name]
+            return True
+        return per[name] == 1
+
+    def _event(self, name: str, ev: AttachmentEvent, now: float, keys: set[Key],
+               vnis: set[int], notes: list[tuple[str, Tree]]) -> None:
+        c = ev.content
+        key = (int(c["vni"]), norm_mac(c["mac"]))
+        before = name in self.table.candidates.get(key, {})
+        if ev.name == "attachment-removed":
+            out = self.table.withdraw(key[0], key[1], name, now)
+        else:
+            out = self.table.report(self._report_of(name, c, ev.time), now)
+        keys.add(key)
+        if self._count(key, name, before):
+            vnis.add(key[0])
+        self._apply_outcome(out, keys, notes)
+
+    def _up(self, name: str, config: NveConfig, now: float, keys: set[Key], vnis: set[int],
+            notes: list[tuple[str, Tree]]) -> None:
+        by_vtep = {e.vtep: n for n, e in self.endpoints.items()}
+        for (vni, mac), rm in config.remote_macs.items():
+            seq = rm.get("sequence-number")
+            if seq is not None:
+                self.table.seed(vni, mac, int(seq), rm.get("remote-nve")
+                                or by_vtep.get(rm.get("remote-vtep", "")))
+        old_nets = self.held_networks.get(name, set())
+        self.held_networks[name] = set(config.networks)
+        vnis |= old_nets ^ config.networks
+        reports = [self._report_of(name, a, None) for a in config.attachments]
+        before = {r.key for r in self.table.local_to(name)}
+        out = self.table.snapshot(name, reports, now)
+        for key in before | {r.key for r in reports}:
+            keys.add(key)
+            if self._count(key, name, key in before):
+                vnis.add(key[0])
+        self._apply_outcome(out, keys, notes)
+        self.read_once.add(name)
+
+    def _apply_outcome(self, out: Outcome, keys: set[Key], notes: list[tuple[str, Tree]]) -> None:
+        for ch in out.changes:
+            keys.add(ch.mapping.key)
+            notes.append(("mapping-changed", self._change_note(ch)))
+        for ref in out.refused:
+            self._stale_log += 1
+            r = ref.report
+            log.warning("ndirector: refused %s of VNI %d at %s: %s (it lives at %s, sequence "
+                        "number %d)", r.mac, r.vni, r.nve, ref.reason, ref.current_nve,
+                        ref.current_seq)
+        for d in out.duplicates:
+            log.error("ndirector: duplicate MAC %s in VNI %d: %d moves within %d s between %s%s",
+                      d.mac, d.vni, d.moves, d.window, ", ".join(d.nves),
+                      "; frozen" if d.frozen else "")
+            notes.append(("duplicate-mac-detected", {
+                "vni": d.vni, "mac": d.mac, "moves": d.moves, "window-seconds": d.window,
+                "nve": list(d.nves), "frozen": d.frozen}))
+
+    @staticmethod
+    def _change_note(ch: Change) -> Tree:
+        m = ch.mapping
+        note: Tree = {"change": ch.kind, "vni": m.vni, "mac": m.mac}     # schema order
+        if m.ips:
+            note["ip-address"] = list(m.ips)
+        note.update({"nve": m.nve, "vtep-address": m.vtep, "sequence-number": m.seq,
+                     "state": m.state})
+        if ch.previous_nve:
+            note["previous-nve"] = ch.previous_nve
+            note["previous-vtep-address"] = ch.previous_vtep
+        return note
+
+    # desired state per NVE -----------------------------------------------------------------
+    def members(self, vni: int) -> set[str]:
+        m = set(self.members_cfg.get(vni, ())) | set(self.attached.get(vni, {}))
+        m |= {n for n, nets in self.held_networks.items() if vni in nets}
+        return m & set(self.endpoints)
+
+    def _remote_entry(self, key: Key, nve: str, members: set[str]) -> Tree | None:
+        m = self.table.mappings.get(key)
+        if m is None or m.nve == nve or nve not in members:
+            return None
+        entry: Tree = {"mac": m.mac, "remote-vtep": m.vtep, "remote-nve": m.nve,
+                       "sequence-number": m.seq}
+        if m.ips:
+            entry["ip-address"] = list(m.ips)
+        return entry
+
+    def effective_policy(self, key: Key) -> Tree | None:
+        vm = self.vm_policies.get(key)
+        if vm is None:
+            return None
+        grp = self.group_policies.get((vm.get("tenant", ""), vm.get("group", ""))) or {}
+        out: Tree = {}
+        vlan = vm.get("vlan", grp.get("vlan"))
+        if vlan is not None:
+            out["vlan"] = vlan
+        acl = vm.get("acl") if (vm.get("acl") or {}).get("rule") or not grp.get("acl") \
+            else grp.get("acl")
+        if acl and (acl.get("rule") or acl.get("default-action", "permit") != "permit"):
+            out["acl"] = acl
+        rate = vm.get("rate-limit") or grp.get("rate-limit")
+        if rate:
+            out["rate-limit"] = rate
+        return out
+
+    def _distribute(self, keys: set[Key], vnis: set[int], full: set[str], t0: float) -> None:
+        """Record what changed in the NVEs' trackers; wake the workers of those that changed."""
+        if full:
+            keys = keys | set(self.table.mappings) | set(self.table.candidates) | \
+                set(self.vm_policies)
+            vnis = vnis | {k[0] for k in keys} | set(self.members_cfg) | \
+                {v for nets in self.held_networks.values() for v in nets}
+        elif vnis:
+            keys = keys | {k for k in self.table.mappings if k[0] in vnis}
+        touched: dict[str, bool] = {}     # NVE -> its change installs (or re-points) something
+        members = {vni: self.members(vni) for vni in {k[0] for k in keys} | vnis}
+        for name, session in self.sessions.items():
+            t = session.tracker
+            with session.lock:
+                changed = installs = False
+                for key in keys:
+                    entry = self._remote_entry(key, name, members[key[0]])
+                    if t.set_mac(key, entry):
+                        changed, installs = True, installs or entry is not None
+                    here = name in self.table.candidates.get(key, {})
+                    policy = self.effective_policy(key) if here else None
+                    if t.set_policy(key, policy):
+                        changed, installs = True, installs or policy is not None
+                for vni in vnis:
+                    mem = members[vni]
+                    vteps = {self.endpoints[o].vtep for o in mem if o != name} \
+                        if name in mem else set()
+                    before = t.floods.get(vni, set())
+                    if t.set_flood(vni, vteps):
+                        changed, installs = True, installs or bool(vteps - before)
+                if changed:
+                    t.generation = self._generation + 1
+            if changed:
+                touched[name] = installs
+        if not touched:
+            return
+        self._generation += 1
+        waiting = {n for n in touched if self.sessions[n].connected}
+        if waiting and self._ready:
+            self._pending[self._generation] = (t0, waiting)
+        # make-before-break across NVEs: the pushes that install or re-point entries go first;
+        # one that only withdraws waits a moment so it does not compete with them for the CPU
+        # (a moved VM's new NVE drops its remote entry: it already forwards locally)
+        for name, installs in touched.items():
+            self.sessions[name].kick(0.0 if installs else WITHDRAW_DELAY_S)
+
+    # RPCs ----------------------------------------------------------------------------------
+    def rpc_handlers(self) -> dict[str, RpcHandler]:
+        return {f"{MODULE}:lookup": self._lookup,
+                f"{MODULE}:clear-duplicate-mac": self._clear,
+                f"{MODULE}:resync": self._resync}
+
+    def _lookup(self, given: Tree) -> Tree:
+        vni = int(given["vni"])
+        with self.lock:
+            if given.get("mac"):
+                m = self.table.get(vni, norm_mac(given["mac"]))
+                what = f"MAC {given['mac']}"
+            else:
+                m = self.table.by_ip(vni, given.get("ip-address", ""))
+                what = f"IP address {given.get('ip-address')}"
+            if m is None:
+                raise ApplyError(f"no mapping for {what} in VNI {vni}", tag="data-missing")
+            out: Tree = {"mac": m.mac, "nve": m.nve, "vtep-address": m.vtep,
+                         "sequence-number": m.seq, "state": m.state}
+            if m.ips:
+                out["ip-address"] = list(m.ips)
+            return out
+
+    def _clear(self, given: Tree) -> Tree:
+        vni = int(given["vni"]) if given.get("vni") is not None else None
+        mac = norm_mac(given["mac"]) if given.get("mac") else None
+        notes: list[tuple[str, Tree]] = []
+        with self.lock:
+            cleared, out = self.table.clear_duplicates(time.monotonic(), vni, mac)
+            keys: set[Key] = set()
+            self._apply_outcome(out, keys, notes)
+            self._distribute(keys, set(), set(), 0.0)
+        for name, content in notes:   # mapping-changed of a MAC that moved once cleared
+            self._queue.put(("note", name, content))
+        return {"cleared": cleared}
+
+    def _resync(self, given: Tree) -> Tree:
+        names = given.get("nve") or [n for n, s in self.sessions.items() if s.connected]
+        done = []
+        for name in names:
+            s = self.sessions.get(name)
+            if s is not None and s.connected:
+                s.reread()
+                done.append(name)
+        return {"resynchronized": done} if done else {}
+
+    # state ---------------------------------------------------------------------------------
+    def state(self) -> Tree:
+        with self.lock:
+            nves = []
+            local: dict[str, int] = {}
+            for cands in self.table.candidates.values():
+                for n in cands:
+                    local[n] = local.get(n, 0) + 1
+            for name, s in sorted(self.sessions.items()):
+                st = s.stats
+                sess: Tree = {"state": st.state, "since": st.since,
+                              "local-mappings": local.get(name, 0),
+                              "remote-mappings": len(s.tracker.acked_macs),
+                              "pushes": st.pushes, "push-failures": st.push_failures}
+                if st.last_error:
+                    sess["last-error"] = st.last_error[:1000]
+                if st.host_key_seen:
+                    sess["host-key-seen"] = st.host_key_seen
+                if st.last_push_latency_us is not None:
+                    sess["last-push-latency"] = st.last_push_latency_us
+                nves.append({"name": name, "session": sess})
+            nets: dict[int, list[Tree]] = {}
+            wall, mono = time.time(), time.monotonic()
+            for m in self.table.mappings.values():
+                entry: Tree = {"mac": m.mac, "nve": m.nve, "vtep-address": m.vtep,
+                               "sequence-number": m.seq, "state": m.state, "origin": m.origin,
+                               "last-moved": _iso(wall - (mono - m.last_moved)),
+                               "moves": len(m.moves), "frozen": m.frozen}
+                if m.ips:
+                    entry["ip-address"] = list(m.ips)
+                nets.setdefault(m.vni, []).append(entry)
+            c, st_ = self._conv, self.table.stats
+            stats: Tree = {"mappings": len(self.table), "mapping-updates": st_.updates,
+                           "stale-updates-refused": st_.stale_refused,
+                           "duplicate-macs-detected": st_.duplicates}
+            if c["count"]:
+                stats.update({"last-convergence-time": c["last"],
+                              "average-convergence-time": c["sum"] // c["count"],
+                              "max-convergence-time": c["max"]})
+            out: Tree = {"statistics": stats}
+            if nves:
+                out["nves"] = {"nve": nves}
+            if nets:
+                out["mapping-table"] = {"network": [{"vni": v, "mapping": ms}
+                                                    for v, ms in sorted(nets.items())]}
+            return {MODULE: {"ndirector": out}}

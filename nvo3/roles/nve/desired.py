@@ -1,0 +1,281 @@
+"""The NVE's running configuration -> the kernel state it asks for (pure, no I/O).
+
+Input is the libyang ``print_dict`` tree of the ``nvo3-nve`` running datastore (prefixes
+stripped, defaults included); output is a :class:`Derived`: the dataplane
+:class:`~nvo3.dataplane.model.DesiredState`, the configured entries that are deliberately
+not programmed (with the reason, reported as ``pending``), and the :class:`Problem` s that
+YANG cannot catch.  The caller decides what a problem means: a commit is refused with the
+first one, a reconcile on start programs everything else and reports them as ``failed``.
+
+Mapping (see "Kernel model" in design.md):
+
+* network ``vni`` -> :class:`Network` (local VTEP, udp-port, flood-mode);
+* remote-mac -> :class:`RemoteMac` (its IPs only with arp-nd-suppression);
+* flood-list vtep -> :class:`FloodEntry` (not with flood-mode ``none``: kept, pending);
+* attachment ``activated`` -> :class:`Port` (VLAN from the attachment, else its policy);
+  ``associated`` (RFC 8394: context known, no forwarding yet) is not enslaved and is pending;
+  its port need not exist yet (a relocation destination), an activated one's port must;
+* policy (vni, mac) -> :class:`Policy` of the activated attachment with the same key.
+
+ACL translation (YANG: both directions, ``source`` = sender; dataplane: per direction seen
+from the VM, one peer prefix, one destination port).  A rule's prefix on the VM's own side is
+evaluated here against the attachment's addresses: containing all of them, the rule applies
+in that direction; none of them, it never matches there.  Anything the nftables layer cannot
+express exactly (MAC matches, source ports, port ranges, IPv6 prefixes, a prefix holding
+only some of the VM's addresses) is refused as ``operation-not-supported`` rather than
+enforced approximately.  ``default-action deny`` becomes a final drop in both directions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from nvo3.dataplane.model import (
+    BRIDGE_PREFIX,
+    VXLAN_PREFIX,
+    AclRule,
+    DesiredState,
+    FloodEntry,
+    Network,
+    Policy,
+    Port,
+    RemoteMac,
+    norm_ip,
+    norm_mac,
+)
+
+Tree = dict[str, Any]
+StatusKey = tuple[str, object]  # (dataplane kind, tracker key)
+MIN_BURST = 1514
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A configured entry that cannot be programmed; maps onto one rpc-error."""
+
+    key: StatusKey
+    message: str
+    tag: str = "invalid-value"
+    path: str | None = None
+
+
+@dataclass
+class Derived:
+    """What the configuration asks of the kernel."""
+
+    state: DesiredState
+    pending: dict[StatusKey, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _list(node: Tree | None, container: str, entry: str) -> list[Tree]:
+    return list(((node or {}).get(container) or {}).get(entry) or [])
+
+
+def _att_path(vni: int, mac: str, leaf: str = "") -> str:
+    return (f"/nvo3-nve:nve/attachments/attachment[vni='{vni}'][mac='{mac}']"
+            + (f"/{leaf}" if leaf else ""))
+
+
+def _pol_path(vni: int, mac: str) -> str:
+    return f"/nvo3-nve:nve/policies/policy[vni='{vni}'][mac='{mac}']"
+
+
+def network_key(vni: int) -> StatusKey:
+    """Status key of a network."""
+    return ("network", int(vni))
+
+
+def remote_mac_key(vni: int, mac: str) -> StatusKey:
+    """Status key of a remote MAC."""
+    return ("remote_mac", (int(vni), norm_mac(mac)))
+
+
+def flood_key(vni: int, address: str) -> StatusKey:
+    """Status key of a flood-list VTEP."""
+    return ("flood", (int(vni), norm_ip(address)))
+
+
+def port_key(port: str) -> StatusKey:
+    """Status key of an attachment (its port)."""
+    return ("port", port)
+
+
+def policy_key(port: str) -> StatusKey:
+    """Status key of a policy (the port it is enforced on)."""
+    return ("policy", port)
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def acl_rules(acl: Tree | None, vm_ips: tuple[str, ...]) -> tuple[AclRule, ...]:
+    """The dataplane rules of a YANG ``acl`` for a VM with addresses ``vm_ips``."""
+    acl = acl or {}
+    ips = [ipaddress.ip_address(i) for i in vm_ips]
+    out: list[AclRule] = []
+    for r in sorted(acl.get("rule") or [], key=lambda r: int(r["sequence-id"])):
+        seq = r["sequence-id"]
+        bad = [f for f in ("source-mac", "destination-mac", "source-port") if f in r]
+        dport = r.get("destination-port")
+        if dport and int(dport.get("upper-port", dport["lower-port"])) != int(dport["lower-port"]):
+            bad.append("destination-port range")
+        for f in ("source-ip-prefix", "destination-ip-prefix"):
+            if f in r and ipaddress.ip_network(r[f], strict=False).version != 4:
+                bad.append(f"IPv6 {f}")
+        if bad:
+            raise _Unsupported(f"ACL rule {seq}: {', '.join(bad)} not supported by this NVE "
+                               "(it matches IPv4 prefixes, protocol and one destination port)")
+        action = "accept" if r["action"] == "permit" else "drop"
+        proto = r.get("protocol", "any")
+        port = int(dport["lower-port"]) if dport else None
+        for direction, own_f, peer_f in (("out", "source-ip-prefix", "destination-ip-prefix"),
+                                         ("in", "destination-ip-prefix", "source-ip-prefix")):
+            if own_f in r:
+                net = ipaddress.ip_network(r[own_f], strict=False)
+                inside = [ip in net for ip in ips]
+                if not any(inside):
+                    continue  # never matches in this direction
+                if not all(inside):
+                    raise _Unsupported(f"ACL rule {seq}: {own_f} {r[own_f]} holds only some "
+                                       "of the VM's addresses")
+            out.append(AclRule(action, direction, proto,  # type: ignore[arg-type]
+                               r.get(peer_f), port))
+    if acl.get("default-action") == "deny":
+        out += [AclRule("drop", "out"), AclRule("drop", "in")]
+    return tuple(out)
+
+
+def _burst_bytes(rate: Tree) -> int:
+    if "burst" in rate:
+        return int(rate["burst"]) * 1024
+    return max(MIN_BURST, int(rate["rate"]) * 1000 // 8 // 100)  # 10 ms at the rate
+
+
+def derive(config: Tree, links: set[str] | None = None, netns: str | None = None) -> Derived:
+    """Desired kernel state of ``config``; ``links``: interface names in the namespace
+    (None = do not check that ports exist)."""
+    nve = config.get("nve") or {}
+    where = f"namespace {netns}" if netns else "the root namespace"
+    d = Derived(DesiredState())
+    local = nve.get("local-vtep-address")
+    udp = int(nve.get("udp-port", 4789))
+    networks, floods, remotes = [], [], []
+    # RFC 8394 mobility: a VM activated here whose port exists is forwarded locally even while
+    # a remote mapping for it is still configured (the nDirector withdraws it next); an
+    # associated VM, or one whose port is gone (it left), leaves the remote mapping in force.
+    activated_here = {(int(a["vni"]), norm_mac(a["mac"]))
+                      for a in _list(nve, "attachments", "attachment")
+                      if a.get("state", "associated") == "activated"
+                      and (links is None or a["port"] in links)}
+    for net in _list(nve, "networks", "network"):
+        vni = int(net["vni"])
+        if local is None:  # YANG's must refuses this; keep the function total
+            d.problems.append(Problem(network_key(vni), f"network {vni} needs "
+                                      "local-vtep-address"))
+            continue
+        mode = "none" if net.get("flood-mode") == "none" else "head-end"
+        networks.append(Network(vni, local, udp, mode))  # type: ignore[arg-type]
+        suppress = net.get("arp-nd-suppression", True) not in (False, "false")
+        for rm in _list(net, "remote-macs", "remote-mac"):
+            mac = norm_mac(rm["mac"])
+            if (vni, mac) in activated_here:
+                d.pending[remote_mac_key(vni, mac)] = ("attached locally: the local "
+                                                      "attachment takes precedence")
+                continue
+            remotes.append(RemoteMac(vni, mac, rm["remote-vtep"],
+                                     tuple(rm.get("ip-address") or ()) if suppress else ()))
+        for vt in _list(net, "flood-list", "vtep"):
+            if mode == "none":
+                d.pending[flood_key(vni, vt["address"])] = "flood-mode none: kept, not programmed"
+            else:
+                floods.append(FloodEntry(vni, vt["address"]))
+    policies_cfg = {(int(p["vni"]), norm_mac(p["mac"])): p
+                    for p in _list(nve, "policies", "policy")}
+    ports, policies, used = [], [], set()
+    for att in _list(nve, "attachments", "attachment"):
+        vni, mac, name = int(att["vni"]), norm_mac(att["mac"]), att["port"]
+        key = port_key(name)
+        pol = policies_cfg.get((vni, mac))
+        if name.startswith((VXLAN_PREFIX, BRIDGE_PREFIX)):
+            d.problems.append(Problem(key, f"port {name} is a name nvo3 uses for its own "
+                                      "devices", path=_att_path(vni, att["mac"], "port")))
+            continue
+        if att.get("state", "associated") != "activated":
+            d.pending[key] = "associated: waits for activation"
+            if pol is not None:
+                d.pending[policy_key(name)] = "waits for its attachment to be activated"
+            continue
+        if links is not None and name not in links:
+            d.problems.append(Problem(key, f"port {name} does not exist in {where}",
+                                      path=_att_path(vni, att["mac"], "port")))
+            continue
+        vlan = att.get("vlan", pol.get("vlan") if pol else None)
+        ips = tuple(att.get("ip-address") or ())
+        ports.append(Port(name, vni, None if vlan is None else int(vlan), mac, ips))
+        if pol is None:
+            continue
+        used.add((vni, mac))
+        try:
+            rules = acl_rules(pol.get("acl"), ports[-1].ips)
+        except _Unsupported as exc:
+            d.problems.append(Problem(policy_key(name), str(exc), "operation-not-supported",
+                                      _pol_path(vni, pol["mac"])))
+            continue
+        rate = pol.get("rate-limit")
+        if rules or rate:
+            policies.append(Policy(name, rules, int(rate["rate"]) if rate else None,
+                                   _burst_bytes(rate) if rate else Policy.burst))
+    d.state = DesiredState(networks=tuple(networks), ports=tuple(ports), floods=tuple(floods),
+                           remote_macs=tuple(remotes), policies=tuple(policies))
+    return d
+
+
+def attachment_info(att: Tree) -> Tree:
+    """The attachment-info fields of a notification, from a configured attachment."""
+    out: Tree = {"vni": int(att["vni"]), "mac": att["mac"]}      # in schema order
+    if "vm-id" in att:
+        out["vm-id"] = att["vm-id"]
+    if att.get("ip-address"):
+        out["ip-address"] = list(att["ip-address"])
+    for leaf in ("vlan", "port", "state"):
+        if leaf in att:
+            out[leaf] = att[leaf]
+    return out
+
+
+def attachments_of(config: Tree) -> dict[tuple[int, str], Tree]:
+    """Configured attachments keyed by (vni, normalised MAC)."""
+    return {(int(a["vni"]), norm_mac(a["mac"])): a
+            for a in _list(config.get("nve"), "attachments", "attachment")}
+
+
+def attachment_events(before: Tree, after: Tree) -> list[tuple[str, Tree]]:
+    """(notification name, content) for every attachment added, changed or removed."""
+    old, new = attachments_of(before), attachments_of(after)
+    events: list[tuple[str, Tree]] = []
+    for key, att in new.items():
+        if key not in old:
+            events.append(("attachment-added", attachment_info(att)))
+        elif attachment_info(old[key]) != attachment_info(att):
+            content = attachment_info(att)
+            prev = old[key].get("state", "associated")
+            if prev != att.get("state", "associated"):
+                content["previous-state"] = prev
+            events.append(("attachment-changed", content))
+    events += [("attachment-removed", attachment_info(att))
+               for key, att in old.items() if key not in new]
+    return events
+
+
+def batch_entry(name: str, content: Tree) -> Tree:
+    """One ``change`` entry of an attachments-changed notification from an individual
+    notification (name, content) of :func:`attachment_events` (schema order: keys first)."""
+    entry = {k: v for k, v in content.items() if k != "previous-state"}
+    entry["event"] = name.removeprefix("attachment-")
+    if "previous-state" in content:
+        entry["previous-state"] = content["previous-state"]
+    return entry

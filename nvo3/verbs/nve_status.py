@@ -1,0 +1,52 @@
+"""`nvo3 nve status`: the nDirector's NETCONF sessions to the NVEs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from nvo3.netconf.client.session import Client
+from nvo3.verbs import OK, REFUSED
+from nvo3.verbs.common import entries, run, state
+from nvo3.verbs.output import emit_json, table
+
+MODULE = "nvo3-ndirector"
+COLUMNS = (("name", "NVE"), ("address", "ADDRESS"), ("vtep-address", "VTEP"),
+           ("state", "SESSION"), ("since", "SINCE"), ("local-mappings", "LOCAL"),
+           ("remote-mappings", "REMOTE"), ("pushes", "PUSHES"),
+           ("push-failures", "FAILED"), ("last-error", "LAST ERROR"))
+
+
+def rows_of(nd: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for nve in entries(nd, "nves", "nve"):
+        session = nve.get("session") or {}
+        rows.append({"name": nve["name"],
+                     "address": f"{nve.get('address')}:{nve.get('port', 830)}",
+                     "vtep-address": nve.get("vtep-address"),
+                     "enabled": nve.get("enabled", True) in (True, "true"),
+                     "state": session.get("state", "down"), **{
+                         k: v for k, v in session.items() if k != "state"}})
+    return rows
+
+
+def status(args: argparse.Namespace, client: Client) -> int:
+    rows = rows_of(state(client, MODULE, "ndirector"))
+    if args.json:
+        emit_json(rows)
+    elif rows:
+        table(rows, COLUMNS)
+    else:
+        print("no NVEs configured at the nDirector")
+    if args.check and any(r["state"] != "connected" for r in rows if r["enabled"]):
+        return REFUSED
+    return OK
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    nve = sub.add_parser("nve", help="the NVEs as the nDirector sees them")
+    verbs = nve.add_subparsers(dest="nve_command", required=True, metavar="VERB")
+    p = verbs.add_parser("status", help="NETCONF session state per NVE", parents=[common])
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 unless every enabled NVE's session is connected")
+    p.set_defaults(func=lambda args: run("ndirector", status, args))
