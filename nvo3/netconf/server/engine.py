@@ -295,7 +295,7 @@ class NetconfServer:
             dnode.free()
         self.events.publish(etree.fromstring(xml))
 
-    def notify_trusted(self, module: str, name: str, contents: list[dict[str, Any]]) -> None:
+    def notify_batch(self, module: str, name: str, contents: list[dict[str, Any]]) -> None:
         """Publish many notifications of one kind built by the role from values it already
         holds validated (e.g. the nDirector's mapping-changed, one per MAC of a 10,000-VM
         burst, or an NVE's attachments-changed with 2,500 entries): each becomes XML
@@ -376,7 +376,7 @@ class NetconfServer:
 
 
 def _build(parent: etree._Element, ns: str, content: dict[str, Any]) -> None:
-    """Children of ``parent`` from a dict of trusted values (see notify_trusted)."""
+    """Children of ``parent`` from a dict of trusted values (see notify_batch)."""
     for name, value in content.items():
         for v in (value if isinstance(value, list) else (value,)):
             if v is None:

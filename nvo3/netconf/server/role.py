@@ -54,7 +54,12 @@ class ApplyError(Exception):
 class Notifier(Protocol):
     """What the engine gives a role to send its own YANG notifications."""
 
-    def notify(self, module: str, name: str, content: Tree) -> None: ...
+    def notify(self, module: str, name: str, content: Tree) -> None:
+        """Send one notification; its content is validated against the module first."""
+
+    def notify_batch(self, module: str, name: str, contents: list[Tree]) -> None:
+        """Send many notifications of one kind built from values the role already holds
+        validated (keys first, in schema order), without a libyang round trip each."""
 
 
 class Role:

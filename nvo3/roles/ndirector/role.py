@@ -27,7 +27,6 @@ Design notes:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -212,16 +211,20 @@ class NDirectorRole(Role):
         here from validated values: no libyang round trip per MAC)."""
         if self.notifier is None:
             return
-        trusted = getattr(self.notifier, "notify_trusted", None)
-        changed = [c for n, c in notes if n == "mapping-changed"] if trusted else []
+        changed = [c for n, c in notes if n == "mapping-changed"]
         if changed:
-            with contextlib.suppress(Exception):
-                trusted(MODULE, "mapping-changed", changed)
+            try:
+                self.notifier.notify_batch(MODULE, "mapping-changed", changed)
+            except Exception:   # the table is right; only subscribers miss this burst
+                log.exception("ndirector: %d mapping-changed notifications could not be sent",
+                              len(changed))
         for name, content in notes:
-            if changed and name == "mapping-changed":
+            if name == "mapping-changed":
                 continue
-            with contextlib.suppress(Exception):
+            try:
                 self.notifier.notify(MODULE, name, content)
+            except Exception:
+                log.exception("ndirector: the %s notification could not be sent", name)
 
     def _process(self, items: list[tuple[Any, ...]], notes: list[tuple[str, Tree]]) -> None:
         keys: set[Key] = set()

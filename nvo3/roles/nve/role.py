@@ -323,11 +323,11 @@ class NveRole(Role):
         if self.notifier is None:
             return
         events = nd.attachment_events(before, after)
-        trusted = getattr(self.notifier, "notify_trusted", None)
         try:
-            if len(events) > 1 and trusted is not None:
-                trusted(MODULE, "attachments-changed",
-                        [{"change": [nd.batch_entry(name, c) for name, c in events]}])
+            if len(events) > 1:
+                self.notifier.notify_batch(
+                    MODULE, "attachments-changed",
+                    [{"change": [nd.batch_entry(name, c) for name, c in events]}])
                 return
             for name, content in events:
                 self.notifier.notify(MODULE, name, content)

@@ -147,7 +147,7 @@ def test_attachment_events() -> None:
 
 def test_bulk_commit_notification_is_valid_yang_and_parses_back() -> None:
     """A commit changing several attachments sends one attachments-changed, built without
-    libyang (server.notify_trusted): it must still be what the YANG module says, and the
+    libyang (server.notify_batch): it must still be what the YANG module says, and the
     nDirector's parser must get every change back."""
     import libyang
     from lxml import etree
