@@ -121,8 +121,21 @@ def _enable_features(module: libyang.Module, names: Iterable[str]) -> None:
 
 
 def pyang_module_dir() -> Path:
-    """Where pyang installs the IETF modules (ietf-netconf-monitoring and friends)."""
-    return Path(sys.prefix) / "share" / "yang" / "modules" / "ietf"
+    """Where pyang installed the IETF modules (ietf-netconf-monitoring and friends).
+
+    pyang ships them as data files under the prefix it was installed into (a virtualenv,
+    ``--user``, or the system): ``<prefix>/share/yang/modules/ietf``. That prefix is found from
+    pyang's own location, so it is right however nvo3 and pyang were installed.
+    """
+    import pyang
+
+    site_packages = Path(pyang.__file__).resolve().parents[1]      # .../lib/python3.X/site-packages
+    for prefix in (site_packages.parents[2], Path(sys.prefix), Path(sys.base_prefix)):
+        where = prefix / "share" / "yang" / "modules" / "ietf"
+        if (where / "ietf-netconf.yang").is_file():
+            return where
+    raise FileNotFoundError(f"the IETF YANG modules pyang ships were not found under "
+                            f"{site_packages.parents[2]} or {sys.prefix}: reinstall pyang")
 
 
 class Schema:
