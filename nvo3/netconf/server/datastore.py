@@ -116,13 +116,8 @@ class Snapshot:
                 object_pairs_hook=_unprefixed)
         return self._dict
 
-    def is_empty(self) -> bool:
-        return not self.xml().strip()
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.xml() == other.xml()
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def save_snapshot(path: Path, snapshot: Snapshot) -> None:
