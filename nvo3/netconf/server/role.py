@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Protocol
 
-Tree = dict[str, Any]
+from nvo3.common.tree import Tree
+
+__all__ = ["ApplyError", "ConfigChange", "Notifier", "Role", "RpcHandler", "Tree"]
+
+#: Answers one RPC: its validated input as a dict, its output (None for none).
 RpcHandler = Callable[[Tree], "Tree | None"]
 
 
