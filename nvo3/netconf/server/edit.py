@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -67,7 +69,8 @@ class Editor:
 
     # -- one node -------------------------------------------------------------------------
 
-    def _guard(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run one edit step; with continue-on-error an rpc-error is kept and editing goes on."""
         try:
             fn(*args)
         except RpcError as err:
