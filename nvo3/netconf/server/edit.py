@@ -53,6 +53,7 @@ class Editor:
                                                              etree._Element]] = {}
 
     def apply(self, data: etree._Element, config: etree._Element) -> EditResult:
+        """Apply an <edit-config>'s <config> to `data` (a mutable <data> copy), in place."""
         if self.default_operation == "replace":   # the <config> replaces the whole datastore
             given = [self.schema.top_node(namespace(n), local_name(n))
                      for n in config if isinstance(n.tag, str)]

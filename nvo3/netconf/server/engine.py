@@ -72,6 +72,7 @@ class Session:
         self.after_reply: Callable[[], None] | None = None
 
     def on_message(self, message: bytes) -> None:
+        """Answer one whole <rpc> message (the transport calls this)."""
         counters = (self.info.counters, self.server.stats.counters)
         for c in counters:
             c.in_rpcs += 1
@@ -140,11 +141,13 @@ class Session:
         self._reply(attrs, [e.to_xml() for e in errors])
 
     def send_notification(self, message: bytes) -> None:
+        """Send a whole <notification> message to this session's client."""
         for c in (self.info.counters, self.server.stats.counters):
             c.out_notifications += 1
         self.sink.send(message)
 
     def on_close(self) -> None:
+        """The transport is gone: end the session in the engine."""
         self.server.session_closed(self)
 
 
@@ -181,12 +184,14 @@ class NetconfServer:
         self.datastores.resume_pending()
 
     def stop(self) -> None:
+        """Stop a pending confirmed-commit timer and the role."""
         self.datastores.close()
         self.role.stop()
 
     # -- transport-facing ------------------------------------------------------------------
 
     def capabilities(self) -> list[str]:
+        """The capability URIs of the server's <hello>."""
         return list(self._capabilities)
 
     def _module_capabilities(self) -> list[str]:
@@ -204,6 +209,7 @@ class NetconfServer:
         return caps
 
     def open_session(self, username: str, peer: tuple[str, int], sink: MessageSink) -> Session:
+        """A new session for an authenticated user, with its session-id."""
         with self.lock:
             sid = next(self._ids)
             session = Session(self, SessionInfo(sid, username, peer[0]), sink)
@@ -215,6 +221,8 @@ class NetconfServer:
         return session
 
     def session_closed(self, session: Session, killed_by: int | None = None) -> None:
+        """End a session in the engine (its subscription, locks, unpersisted confirmed commit);
+        publishes netconf-session-end."""
         with self.lock:
             if session.closed:
                 return

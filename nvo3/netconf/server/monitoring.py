@@ -20,6 +20,7 @@ class Counters:
     out_notifications: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as netconf-state leaves."""
         return {"in-rpcs": self.in_rpcs, "in-bad-rpcs": self.in_bad_rpcs,
                 "out-rpc-errors": self.out_rpc_errors,
                 "out-notifications": self.out_notifications}
@@ -27,6 +28,8 @@ class Counters:
 
 @dataclass
 class SessionInfo:
+    """One session as netconf-state lists it."""
+
     session_id: int
     username: str
     source_host: str
@@ -36,6 +39,8 @@ class SessionInfo:
 
 @dataclass
 class ServerStatistics:
+    """The server's netconf-state statistics."""
+
     start_time: datetime = field(default_factory=now)
     in_bad_hellos: int = 0
     in_sessions: int = 0

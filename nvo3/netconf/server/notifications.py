@@ -66,6 +66,7 @@ class Subscription:
     on_done: Callable[[], None] = field(default=lambda: None)
 
     def deliver(self, notification: Notification) -> None:
+        """Send one notification if it passes the filter; end at the stop time."""
         if self.done:
             return
         if self.stop is not None and notification.time > self.stop:
@@ -76,6 +77,7 @@ class Subscription:
             self.send(render(Notification(notification.time, content)))
 
     def finish(self, t: datetime) -> None:
+        """End the subscription with notificationComplete (once)."""
         if not self.done:
             self.done = True
             self.send(render(_marker("notificationComplete", t)))
@@ -126,6 +128,7 @@ class EventLog:
         sub.finish(now())
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop sending live notifications to `sub`."""
         with self.lock:
             if sub in self.subscriptions:
                 self.subscriptions.remove(sub)

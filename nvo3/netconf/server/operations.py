@@ -140,6 +140,7 @@ def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) 
 # -- retrieval ----------------------------------------------------------------------------
 
 def get_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get-config> (RFC 6241 section 7.1): a datastore's configuration, filtered."""
     source = _datastore(op, "source", ("running", "candidate", "startup"))
     wd = _with_defaults(op)
     with server.lock:
@@ -148,6 +149,7 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
     with server.lock:
         running = server.datastores.running
@@ -157,6 +159,7 @@ def get(server: OperationServer, session: CallingSession, op: etree._Element) ->
 # -- editing ------------------------------------------------------------------------------
 
 def edit_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<edit-config> (RFC 6241 section 7.2) on running or candidate."""
     target = _datastore(op, "target", ("running", "candidate"))
     default_op = _choice(op, "default-operation", ("merge", "replace", "none"), "merge")
     test_option = _choice(op, "test-option", ("test-then-set", "set", "test-only"),
@@ -215,6 +218,7 @@ def _source_snapshot(server: OperationServer, source: str | etree._Element) -> S
 
 
 def copy_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<copy-config> (RFC 6241 section 7.3) from a datastore or inline <config>."""
     target = _datastore(op, "target", ("running", "candidate", "startup"))
     source = _source(op, ("running", "candidate", "startup"))
     if source == target:
@@ -226,6 +230,7 @@ def copy_config(server: OperationServer, session: CallingSession, op: etree._Ele
 
 
 def delete_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
     _datastore(op, "target", ("startup",))
     with server.lock:
         server.datastores.delete_startup(session.session_id)
@@ -233,6 +238,7 @@ def delete_config(server: OperationServer, session: CallingSession, op: etree._E
 
 
 def validate(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<validate> (RFC 6241 section 8.6) of a datastore or inline <config>."""
     source = _source(op, ("running", "candidate", "startup"))
     with server.lock:
         snapshot = _source_snapshot(server, source)
@@ -244,6 +250,7 @@ def validate(server: OperationServer, session: CallingSession, op: etree._Elemen
 # -- locks and commit ---------------------------------------------------------------------
 
 def lock(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<lock> (RFC 6241 section 7.5) of a datastore for the calling session."""
     target = _datastore(op, "target", ("running", "candidate", "startup"))
     with server.lock:
         server.datastores.lock_datastore(target, session.session_id)
@@ -252,6 +259,7 @@ def lock(server: OperationServer, session: CallingSession, op: etree._Element) -
 
 
 def unlock(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<unlock> (RFC 6241 section 7.6) of a datastore the calling session holds."""
     target = _datastore(op, "target", ("running", "candidate", "startup"))
     with server.lock:
         server.datastores.unlock_datastore(target, session.session_id)
@@ -260,6 +268,7 @@ def unlock(server: OperationServer, session: CallingSession, op: etree._Element)
 
 
 def commit(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<commit> (RFC 6241 sections 8.3, 8.4), confirmed or not."""
     confirmed = find_child(op, "confirmed") is not None
     timeout_text = _text(op, "confirm-timeout", "600")
     try:
@@ -281,12 +290,14 @@ def commit(server: OperationServer, session: CallingSession, op: etree._Element)
 
 
 def cancel_commit(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<cancel-commit> (RFC 6241 section 8.4.4.1): roll a confirmed commit back."""
     with server.lock:
         server.datastores.cancel_commit(session.session_id, _text(op, "persist-id"))
     return []
 
 
 def discard_changes(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<discard-changes> (RFC 6241 section 8.3.4.2): candidate := running."""
     with server.lock:
         server.datastores.discard_changes(session.session_id)
     return []
@@ -295,10 +306,12 @@ def discard_changes(server: OperationServer, session: CallingSession, op: etree.
 # -- sessions -----------------------------------------------------------------------------
 
 def close_session(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<close-session> (RFC 6241 section 7.8): <ok/>, then the session closes."""
     return []                                   # the session closes after the reply
 
 
 def kill_session(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<kill-session> (RFC 6241 section 7.9) of another session."""
     text = _text(op, "session-id")
     if text is None:
         raise missing_element("session-id", "kill-session")
@@ -318,6 +331,7 @@ def kill_session(server: OperationServer, session: CallingSession, op: etree._El
 
 def create_subscription(server: OperationServer, session: CallingSession,
                         op: etree._Element) -> Reply:
+    """<create-subscription> (RFC 5277 section 2.1), with replay and filter."""
     if session.subscription is not None and not session.subscription.done:
         raise RpcError("operation-failed", "this session already has a subscription",
                        type="protocol")
@@ -368,6 +382,7 @@ def _notification_selector(server: OperationServer, filt: etree._Element | None,
 
 
 def get_schema(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get-schema> (RFC 6022 section 3.1): a served module's YANG text."""
     ident = _text(op, "identifier", None, ns=MONITORING_NS)
     if not ident:
         raise missing_element("identifier", "get-schema")
@@ -388,6 +403,7 @@ def get_schema(server: OperationServer, session: CallingSession, op: etree._Elem
 # -- the role's own RPCs --------------------------------------------------------------------
 
 def role_rpc(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """One of the role's own RPCs: input and output validated against its modules."""
     name = local_name(op)
     module = server.schema.modules_by_ns.get(namespace(op) or "")
     handler = server.handlers.get(f"{module}:{name}")
@@ -444,6 +460,7 @@ BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
 
 
 def dispatch(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """Run operation `op` for `session`: a base operation or one of the role's RPCs."""
     ns = namespace(op) or BASE_NS
     handler = BASE_OPERATIONS.get((ns, local_name(op)))
     if handler is None:

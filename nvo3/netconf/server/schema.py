@@ -48,6 +48,7 @@ class CapturingContext(libyang.Context):
     """A libyang context whose errors keep libyang's structured error items."""
 
     def error(self, msg: str, *args: object) -> libyang.LibyangError:
+        """The error libyang raises, as a CapturedError holding every error item."""
         msg %= args
         issues: list[LibyangIssue] = []
         if self.cdata:

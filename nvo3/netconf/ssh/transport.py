@@ -76,6 +76,7 @@ class SessionLog(logging.LoggerAdapter[logging.Logger]):
         self.context = context
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        """`msg` with the session's context in front."""
         ctx = self.context
         peer = ctx.get("peer") or ("?", 0)
         return (f"[peer={peer[0]}:{peer[1]} user={ctx.get('user', '-')} "
