@@ -1,0 +1,1 @@
+"""The NETCONF engine and its edges: protocol core, server, SSH transport, client."""

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from nvo3.launcher import RoleProcess, start_role
-from nvo3.netconf.client.session import Client
+from nvo3.netconf.client import Client
+from nvo3.netconf.proto.xml import BASE_NS
 
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NC = BASE_NS
 ND = "urn:nvo3:yang:nvo3-ndirector"
 
 

@@ -22,10 +22,11 @@ import pytest
 from lxml import etree
 
 from nvo3.launcher import RoleProcess
-from nvo3.netconf.client.session import RemoteRpcError
+from nvo3.netconf.client import RemoteRpcError
+from nvo3.netconf.proto.xml import BASE_NS
 
 NCC = str(Path(sys.executable).with_name("netconf-console2"))
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NC = BASE_NS
 ND = "urn:nvo3:yang:nvo3-ndirector"
 NS = {"nc": NC, "nd": ND}
 
@@ -180,16 +181,17 @@ def test_create_subscription_receives_config_change(nd: RoleProcess) -> None:
     sub = subprocess.Popen([NCC, "--host", nd.host, "--port", str(nd.port), "-u", nd.username,
                             "-p", nd.password, "--create-subscription", "--sleep", "30"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert sub.stdout is not None
+    stdout = sub.stdout
+    assert stdout is not None
     out = b""
     try:
         def read_until(marker: bytes, timeout: float) -> bool:
             nonlocal out
             deadline = time.monotonic() + timeout
             while marker not in out and time.monotonic() < deadline:
-                ready, _, _ = select.select([sub.stdout], [], [], 0.1)
+                ready, _, _ = select.select([stdout], [], [], 0.1)
                 if ready:
-                    chunk = os.read(sub.stdout.fileno(), 65536)  # type: ignore[union-attr]
+                    chunk = os.read(stdout.fileno(), 65536)
                     if not chunk:
                         break
                     out += chunk

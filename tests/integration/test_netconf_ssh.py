@@ -8,7 +8,6 @@ Each test names the RFC behaviour it shows (issue 3, "Tests" and "Done when").
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import re
 import socket
@@ -17,25 +16,27 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from lxml import etree
 from ncclient import manager
 from ncclient.transport.errors import AuthenticationError
 
+from nvo3.common.clock import iso
 from nvo3.launcher import RoleProcess
-from nvo3.netconf.client.session import Client, ClientError, HostKeyError, RemoteRpcError, connect
+from nvo3.netconf.client import Client, ClientError, HostKeyError, RemoteRpcError, connect
+from nvo3.netconf.proto.xml import BASE_NS, MONITORING_NS, NC_NOTIFICATIONS_NS, NETMOD_NOTIF_NS, NOTIF_NS
 
 if TYPE_CHECKING:
     from conftest import Daemons
 
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NC = BASE_NS
 ND = "urn:nvo3:yang:nvo3-ndirector"
-NCM = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
-NCN = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
-NOTIF = "urn:ietf:params:xml:ns:netconf:notification:1.0"
-NMN = "urn:ietf:params:xml:ns:netmod:notification"
+NCM = MONITORING_NS
+NCN = NC_NOTIFICATIONS_NS
+NOTIF = NOTIF_NS
+NMN = NETMOD_NOTIF_NS
 YLIB = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
 NS = {"nc": NC, "nd": ND, "ncm": NCM, "ncn": NCN, "notif": NOTIF, "nmn": NMN, "yl": YLIB}
 
@@ -80,8 +81,9 @@ TWO_NVES = nves(nve("host1", 1), nve("host2", 2))
 
 
 # reading replies ------------------------------------------------------------------------------
-def xp(el: etree._Element, path: str) -> list:  # type: ignore[type-arg]
-    return el.xpath(path, namespaces=NS)  # type: ignore[no-any-return]
+def xp(el: etree._Element, path: str) -> Any:
+    """An XPath result (node list, string or number) with this file's prefixes."""
+    return el.xpath(path, namespaces=NS)
 
 
 def nve_names(data: etree._Element) -> list[str]:
@@ -454,8 +456,10 @@ def test_get_has_netconf_state_and_yang_library(session: Client) -> None:
 
 def test_yang_library_content_id_matches_hello(session: Client) -> None:
     """RFC 8525/8526: content-id in the data equals the one of the yang-library:1.1 capability."""
-    cap = [c for c in session.server_capabilities if ":yang-library:1.1" in c][0]
-    advertised = re.search(r"content-id=([^&]+)", cap).group(1)  # type: ignore[union-attr]
+    cap = next(c for c in session.server_capabilities if ":yang-library:1.1" in c)
+    found = re.search(r"content-id=([^&]+)", cap)
+    assert found is not None, cap
+    advertised = found.group(1)
     data = session.get(filter=("subtree", f'<yang-library xmlns="{YLIB}"/>'))
     assert xp(data, "string(yl:yang-library/yl:content-id)") == advertised
 
@@ -710,8 +714,7 @@ def test_config_change_notification(nd: RoleProcess, session: Client) -> None:
 
 
 def test_replay_then_replay_complete(nd: RoleProcess, session: Client) -> None:
-    start = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)) \
-        .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    start = iso(time.time() - 1)
     with other_session(nd) as b:
         b_sid = b.session_id
     sub = other_session(nd)
@@ -720,7 +723,7 @@ def test_replay_then_replay_complete(nd: RoleProcess, session: Client) -> None:
         seen: list[str] = []
         while True:
             n = sub.notifications.get(timeout=5)
-            event = [e for e in n if etree.QName(e).localname != "eventTime"][0]
+            event = next(e for e in n if etree.QName(e).localname != "eventTime")
             name = etree.QName(event).localname
             seen.append(name)
             if name == "replayComplete":

@@ -33,9 +33,10 @@ from ncclient.transport.errors import SessionCloseError, SSHError
 from ncclient.transport.session import NetconfBase
 
 from nvo3.netconf.proto.framing import Base, FrameDecoder, encode
+from nvo3.netconf.proto.xml import NOTIF_NS, qname
 
-NOTIFICATION = "{urn:ietf:params:xml:ns:netconf:notification:1.0}notification"
-_NOTIFICATION_NS = NOTIFICATION[1:].partition("}")[0].encode()
+NOTIFICATION = qname(NOTIF_NS, "notification")
+_NOTIFICATION_NS = NOTIF_NS.encode()
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 

@@ -3,7 +3,6 @@
 * no 100 ms polling delay (see :mod:`nvo3.netconf.client.fastssh`);
 * host keys verified by default (known_hosts file, or the expected key/fingerprint stored per
   device); ``hostkey_verify=False`` only when the caller says so;
-* :func:`connect_with_backoff` and :meth:`Client.reconnect` retry with exponential backoff;
 * :meth:`Client.pipeline` sends several RPCs before waiting for the first reply;
 * replies are lxml elements; an ``<rpc-error>`` raises :class:`RemoteRpcError`, which is the
   engine's :class:`~nvo3.netconf.proto.errors.RpcError` (tag, path, message, info) plus the reply.
@@ -18,9 +17,7 @@ import contextlib
 import copy
 import logging
 import queue
-import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +25,15 @@ from lxml import etree
 from ncclient import operations
 from ncclient.manager import make_device_handler
 from ncclient.operations.rpc import RaiseMode
-from ncclient.transport.errors import AuthenticationError
 from ncclient.transport.session import NotificationHandler
 
 from nvo3.netconf.client.fastssh import FastSSHSession, HostKeyError, HostKeyPolicy, fingerprint
 from nvo3.netconf.proto.errors import NetconfError, RpcError
-from nvo3.netconf.proto.framing import BASE_NS
+from nvo3.netconf.proto.xml import BASE_NS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Client", "ClientError", "HostKeyError", "RemoteRpcError", "connect",
-           "connect_with_backoff", "fingerprint"]
+__all__ = ["Client", "ClientError", "HostKeyError", "RemoteRpcError", "connect", "fingerprint"]
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 _NC = f"{{{BASE_NS}}}"
@@ -156,11 +151,6 @@ class Client:
                                         raise_mode=RaiseMode.NONE).request()
         self._abort(self.session)
 
-    def reconnect(self, attempts: int = 5, max_delay: float = 10.0) -> None:
-        """Drop the session and open a new one with the same parameters, with backoff."""
-        self._abort(self.session)
-        _retry(self._open, attempts, max_delay, self._params["host"])
-
     def __enter__(self) -> Client:
         return self
 
@@ -243,15 +233,6 @@ class Client:
         """<unlock>."""
         return self._call(operations.Unlock, target)
 
-    @contextlib.contextmanager
-    def locked(self, target: str = "candidate") -> Iterator[None]:
-        """Hold the lock on `target` for the duration of a with-block."""
-        self.lock(target)
-        try:
-            yield
-        finally:
-            self.unlock(target)
-
     def kill_session(self, session_id: int) -> etree._Element:
         """<kill-session> of another session."""
         return self._call(operations.KillSession, str(session_id))
@@ -295,27 +276,3 @@ def connect(host: str, port: int = 830, username: str | None = None,
               "timeout": timeout, "policy": policy}
     return Client(params, rpc_timeout)
 
-
-def _retry(fn: Callable[[], Any], attempts: int, max_delay: float, host: str) -> Any:
-    delay = 0.1
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except (HostKeyError, AuthenticationError):
-            raise                      # retrying cannot fix these
-        except ClientError as exc:
-            if isinstance(exc.__cause__, AuthenticationError) or attempt == attempts:
-                raise
-            sleep = min(max_delay, delay) * random.uniform(0.5, 1.0)
-            log.warning("connect to %s failed (attempt %d/%d): %s; retrying in %.2f s",
-                        host, attempt, attempts, exc, sleep)
-            time.sleep(sleep)
-            delay *= 2
-    raise AssertionError("unreachable")
-
-
-def connect_with_backoff(*args: Any, attempts: int = 5, max_delay: float = 10.0,
-                         **kwargs: Any) -> Client:
-    """:func:`connect`, retried with exponential backoff (jittered, capped at `max_delay`)."""
-    return _retry(lambda: connect(*args, **kwargs), attempts, max_delay,
-                  str(args[0] if args else kwargs.get("host")))

@@ -60,17 +60,21 @@ class RpcError(NetconfError):
 
 
 def operation_not_supported(what: str) -> RpcError:
+    """`what` (a capability or feature) is not supported by this server."""
     return RpcError("operation-not-supported", f"{what} is not supported", type="protocol")
 
 
 def missing_element(name: str, where: str) -> RpcError:
+    """Element <name> is required in <where>."""
     return RpcError("missing-element", f"<{name}> is missing in <{where}>", type="protocol",
                     info=[("bad-element", name)])
 
 
 def bad_element(name: str, message: str, tag: str = "bad-element") -> RpcError:
+    """Element <name> is wrong (`tag` bad-element, or invalid-value for a bad value)."""
     return RpcError(tag, message, type="protocol", info=[("bad-element", name)])
 
 
 def invalid_value(message: str, path: str | None = None) -> RpcError:
+    """A protocol-level invalid-value, at data `path` when there is one."""
     return RpcError("invalid-value", message, type="protocol", path=path)

@@ -24,7 +24,8 @@ import netconf.error
 from lxml import etree
 from netconf.base import NC_BASE_10, NC_BASE_11
 
-BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+from nvo3.netconf.proto.xml import BASE_NS
+
 EOM = b"]]>]]>"
 END_OF_CHUNKS = b"\n##\n"
 MAX_CHUNK_SIZE = 4294967295            # RFC 6242 section 4.2

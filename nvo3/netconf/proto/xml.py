@@ -6,6 +6,8 @@ from lxml import etree
 
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+#: replayComplete and notificationComplete (RFC 5277 section 3.6)
+NETMOD_NOTIF_NS = "urn:ietf:params:xml:ns:netmod:notification"
 WITH_DEFAULTS_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults"
 WD_ATTR_NS = "urn:ietf:params:xml:ns:netconf:default:1.0"
 MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"

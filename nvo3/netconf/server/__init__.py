@@ -1,0 +1,1 @@
+"""The NETCONF server engine: sessions, operations, datastores, notifications, the role API."""

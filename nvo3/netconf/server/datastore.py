@@ -19,7 +19,7 @@ from _libyang import ffi, lib
 from lxml import etree
 
 from nvo3.fsutil import write_atomically
-from nvo3.netconf.proto.xml import BASE_NS, PARSER, base
+from nvo3.netconf.proto.xml import BASE_NS, PARSER, WD_ATTR_NS, WITH_DEFAULTS_NS, base
 from nvo3.netconf.server.schema import Schema
 from nvo3.netconf.server.validation import parse_config
 
@@ -56,8 +56,8 @@ def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit") -> b
     if with_defaults == "report-all-tagged":
         # libyang tags defaults with the ietf-netconf-with-defaults module's metadata; on the
         # wire RFC 6243 section 6 wants the attribute in urn:...:netconf:default:1.0.
-        xml = xml.replace(b'xmlns:ncwd="urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults"',
-                          b'xmlns:wd="urn:ietf:params:xml:ns:netconf:default:1.0"')
+        xml = xml.replace(b'xmlns:ncwd="%s"' % WITH_DEFAULTS_NS.encode(),
+                          b'xmlns:wd="%s"' % WD_ATTR_NS.encode())
         xml = xml.replace(b' ncwd:default="true"', b' wd:default="true"')
     return xml
 
@@ -90,6 +90,7 @@ class Snapshot:
 
     @classmethod
     def empty(cls, schema: Schema) -> Snapshot:
+        """The empty configuration."""
         return cls(schema, None)
 
     def xml(self, with_defaults: str = "explicit") -> bytes:
@@ -116,13 +117,8 @@ class Snapshot:
                 object_pairs_hook=_unprefixed)
         return self._dict
 
-    def is_empty(self) -> bool:
-        return not self.xml().strip()
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.xml() == other.xml()
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def save_snapshot(path: Path, snapshot: Snapshot) -> None:

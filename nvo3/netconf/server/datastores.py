@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvo3.fsutil import write_atomically
 from nvo3.netconf.proto.errors import RpcError
-from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot, write_atomically
+from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -64,16 +65,19 @@ class Datastores:
     # -- reading --------------------------------------------------------------------------
 
     def get(self, name: str) -> Snapshot:
+        """The snapshot of datastore `name` (running, candidate or startup)."""
         if name not in DATASTORES:
             raise RpcError("invalid-value", f'unknown datastore "{name}"', type="protocol")
         return getattr(self, name)
 
     def candidate_modified(self) -> bool:
+        """True when the candidate differs from running."""
         return self.candidate.xml() != self.running.xml()
 
     # -- locks ----------------------------------------------------------------------------
 
     def lock_datastore(self, name: str, session: int) -> None:
+        """Lock datastore `name` for `session` (lock-denied when held)."""
         self.get(name)
         holder = self.locks.get(name)
         if holder is not None:
@@ -85,6 +89,7 @@ class Datastores:
         self.locks[name] = session
 
     def unlock_datastore(self, name: str, session: int) -> None:
+        """Release `session`'s lock on datastore `name`."""
         self.get(name)
         holder = self.locks.get(name)
         if holder != session:
@@ -114,6 +119,7 @@ class Datastores:
     # -- writing --------------------------------------------------------------------------
 
     def set_candidate(self, snapshot: Snapshot, session: int) -> None:
+        """Make `snapshot` the candidate configuration."""
         self.check_writable("candidate", session)
         self.candidate = snapshot
 
@@ -126,11 +132,13 @@ class Datastores:
             self.candidate = self.running
 
     def set_startup(self, snapshot: Snapshot, session: int) -> None:
+        """Make `snapshot` the startup configuration (persisted)."""
         self.check_writable("startup", session)
         save_snapshot(self._file("startup"), snapshot)
         self.startup = snapshot
 
     def delete_startup(self, session: int) -> None:
+        """Empty the startup configuration (persisted)."""
         self.check_writable("startup", session)
         self.set_startup(Snapshot.empty(self.schema), session)
 
@@ -153,6 +161,7 @@ class Datastores:
 
     def commit(self, session: int, confirmed: bool = False, timeout: int = 600,
                persist: str | None = None, persist_id: str | None = None) -> None:
+        """Make the candidate running, or confirm or start a confirmed commit."""
         self._check_candidate_lock(session, "commit")
         pending = self.pending
         if pending:
@@ -188,6 +197,7 @@ class Datastores:
                            info=[("session-id", str(pending.owner))])
 
     def cancel_commit(self, session: int, persist_id: str | None = None) -> None:
+        """Roll a pending confirmed commit back (<cancel-commit>)."""
         if not self.pending:
             raise RpcError("operation-failed", "no confirmed commit is pending",
                            type="protocol")
@@ -195,6 +205,7 @@ class Datastores:
         self._rollback("cancel", session)
 
     def discard_changes(self, session: int) -> None:
+        """Reset the candidate to running."""
         self._check_candidate_lock(session, "discard-changes")
         self.candidate = self.running
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -51,6 +53,7 @@ class Editor:
                                                              etree._Element]] = {}
 
     def apply(self, data: etree._Element, config: etree._Element) -> EditResult:
+        """Apply an <edit-config>'s <config> to `data` (a mutable <data> copy), in place."""
         if self.default_operation == "replace":   # the <config> replaces the whole datastore
             given = [self.schema.top_node(namespace(n), local_name(n))
                      for n in config if isinstance(n.tag, str)]
@@ -67,7 +70,8 @@ class Editor:
 
     # -- one node -------------------------------------------------------------------------
 
-    def _guard(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run one edit step; with continue-on-error an rpc-error is kept and editing goes on."""
         try:
             fn(*args)
         except RpcError as err:

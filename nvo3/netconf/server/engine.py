@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,10 +25,12 @@ from lxml import etree
 from nvo3 import YANG_DIR
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.proto.xml import BASE_NS, base, local_name, parse
-from nvo3.netconf.server.datastore import Snapshot, data_element, print_xml
+from nvo3.netconf.server import operations
+from nvo3.netconf.server.datastore import Snapshot, print_xml
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
 from nvo3.netconf.server.notifications import EventLog, Subscription, now
+from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role import ApplyError, ConfigChange, Role
 from nvo3.netconf.server.schema import Schema
 from nvo3.netconf.server.validation import rpc_error_from
@@ -54,23 +56,6 @@ BASE_CAPABILITIES = [
     "&also-supported=report-all,report-all-tagged,trim",
 ]
 
-
-@dataclass(frozen=True)
-class RawXml:
-    """Reply content already serialized (large <data> is never re-parsed)."""
-
-    xml: bytes
-
-
-class RpcErrors(Exception):
-    """Several <rpc-error>s in one reply (continue-on-error)."""
-
-    def __init__(self, errors: list[RpcError]):
-        super().__init__("; ".join(str(e) for e in errors))
-        self.errors = errors
-
-
-Reply = list["etree._Element | RawXml"]
 _SPLIT = "\ue000"
 
 
@@ -87,6 +72,7 @@ class Session:
         self.after_reply: Callable[[], None] | None = None
 
     def on_message(self, message: bytes) -> None:
+        """Answer one whole <rpc> message (the transport calls this)."""
         counters = (self.info.counters, self.server.stats.counters)
         for c in counters:
             c.in_rpcs += 1
@@ -140,14 +126,14 @@ class Session:
             etree.SubElement(head, base("ok"))
             self.sink.send(etree.tostring(head))
             return
-        raw = [c for c in content if isinstance(c, RawXml)]
+        raw = [c.xml for c in content if isinstance(c, RawXml)]
         if not raw:
-            head.extend(content)  # type: ignore[arg-type]
+            head.extend(c for c in content if not isinstance(c, RawXml))
             self.sink.send(etree.tostring(head))
             return
         head.text = _SPLIT        # the raw payload goes between the tags
         start, end = etree.tostring(head, encoding="utf-8").rsplit(_SPLIT.encode(), 1)
-        self.sink.send(start + b"".join(r.xml for r in raw) + end)
+        self.sink.send(start + b"".join(raw) + end)
 
     def _reply_errors(self, attrs: dict[str, str], errors: list[RpcError]) -> None:
         for c in (self.info.counters, self.server.stats.counters):
@@ -155,11 +141,13 @@ class Session:
         self._reply(attrs, [e.to_xml() for e in errors])
 
     def send_notification(self, message: bytes) -> None:
+        """Send a whole <notification> message to this session's client."""
         for c in (self.info.counters, self.server.stats.counters):
             c.out_notifications += 1
         self.sink.send(message)
 
     def on_close(self) -> None:
+        """The transport is gone: end the session in the engine."""
         self.server.session_closed(self)
 
 
@@ -176,7 +164,7 @@ class NetconfServer:
         self.stats = ServerStatistics()
         self.events = EventLog(replay_capacity)
         self.sessions: dict[int, Session] = {}
-        self.lock_times: dict[str, Any] = {}
+        self.lock_times: dict[str, datetime] = {}
         self._ids = itertools.count(1)
         self.current_session: int | None = None   # who is changing running (under lock)
         self.handlers = role.rpc_handlers()
@@ -196,12 +184,14 @@ class NetconfServer:
         self.datastores.resume_pending()
 
     def stop(self) -> None:
+        """Stop a pending confirmed-commit timer and the role."""
         self.datastores.close()
         self.role.stop()
 
     # -- transport-facing ------------------------------------------------------------------
 
     def capabilities(self) -> list[str]:
+        """The capability URIs of the server's <hello>."""
         return list(self._capabilities)
 
     def _module_capabilities(self) -> list[str]:
@@ -219,6 +209,7 @@ class NetconfServer:
         return caps
 
     def open_session(self, username: str, peer: tuple[str, int], sink: MessageSink) -> Session:
+        """A new session for an authenticated user, with its session-id."""
         with self.lock:
             sid = next(self._ids)
             session = Session(self, SessionInfo(sid, username, peer[0]), sink)
@@ -230,6 +221,8 @@ class NetconfServer:
         return session
 
     def session_closed(self, session: Session, killed_by: int | None = None) -> None:
+        """End a session in the engine (its subscription, locks, unpersisted confirmed commit);
+        publishes netconf-session-end."""
         with self.lock:
             if session.closed:
                 return
@@ -248,14 +241,25 @@ class NetconfServer:
             end["killed-by"] = killed_by
         self._publish_base("netconf-session-end", end)
 
+    def kill(self, session_id: int, killed_by: int) -> bool:
+        """End session `session_id` on behalf of session `killed_by` (<kill-session>);
+        False when there is no such session."""
+        with self.lock:
+            target = self.sessions.get(session_id)
+        if target is None:
+            return False
+        self.session_closed(target, killed_by=killed_by)
+        target.sink.close()
+        return True
+
     def dispatch(self, session: Session, op: etree._Element) -> Reply:
-        from nvo3.netconf.server.operations import dispatch
+        """Run one operation for `session`; its reply content (see operations.dispatch)."""
         # an RPC allocates many short-lived objects (a 10,000-entry edit: hundreds of
         # thousands); the cyclic collector has nothing to find there, so it waits
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return dispatch(self, session, op)
+            return operations.dispatch(self, session, op)
         finally:
             if collecting:
                 gc.enable()
@@ -366,13 +370,6 @@ class NetconfServer:
             for node in [tree, *(n for n in extra if n is not tree)]:
                 if node is not None:
                     node.free()
-
-    def get_data(self, source: Snapshot, with_defaults: str, state: bool) -> bytes:
-        return self.operational(source, with_defaults) if state else source.xml(with_defaults)
-
-    @staticmethod
-    def as_tree(xml: bytes) -> etree._Element:
-        return data_element(xml)
 
 
 def _build(parent: etree._Element, ns: str, content: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -206,7 +206,7 @@ def _element_children(node: etree._Element) -> list[etree._Element]:
 # --------------------------------------------------------------------------- xpath
 
 
-def xpath_filter(data: etree._Element, select: str, nsmap: dict[str, str],
+def xpath_filter(data: etree._Element, select: str, nsmap: Mapping[str | None, str],
                  list_keys: ListKeys) -> etree._Element:
     """Apply an RFC 6241 section 8.9 XPath filter; return a new <data> element.
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nvo3.netconf.server.notifications import format_time, now
+from nvo3.common.clock import iso
+from nvo3.netconf.server.notifications import now
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Counters:
     out_notifications: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters as netconf-state leaves."""
         return {"in-rpcs": self.in_rpcs, "in-bad-rpcs": self.in_bad_rpcs,
                 "out-rpc-errors": self.out_rpc_errors,
                 "out-notifications": self.out_notifications}
@@ -26,6 +28,8 @@ class Counters:
 
 @dataclass
 class SessionInfo:
+    """One session as netconf-state lists it."""
+
     session_id: int
     username: str
     source_host: str
@@ -35,6 +39,8 @@ class SessionInfo:
 
 @dataclass
 class ServerStatistics:
+    """The server's netconf-state statistics."""
+
     start_time: datetime = field(default_factory=now)
     in_bad_hellos: int = 0
     in_sessions: int = 0
@@ -52,20 +58,20 @@ def netconf_state(capabilities: list[str], locks: dict[str, tuple[int, datetime]
         if name in locks:
             sid, since = locks[name]
             entry["locks"] = {"global-lock": {"locked-by-session": sid,
-                                              "locked-time": format_time(since)}}
+                                              "locked-time": iso(since.timestamp())}}
         datastores.append(entry)
     schemas = [{"identifier": name, "version": rev or "", "format": "yang", "namespace": ns,
                 "location": ["NETCONF"]} for name, rev, ns, _ in modules]
     session_list = [{"session-id": s.session_id, "transport": "netconf-ssh",
                      "username": s.username, "source-host": s.source_host,
-                     "login-time": format_time(s.login_time), **s.counters.as_dict()}
+                     "login-time": iso(s.login_time.timestamp()), **s.counters.as_dict()}
                     for s in sessions]
     return {"netconf-state": {
         "capabilities": {"capability": capabilities},
         "datastores": {"datastore": datastores},
         "schemas": {"schema": schemas},
         "sessions": {"session": session_list},
-        "statistics": {"netconf-start-time": format_time(stats.start_time),
+        "statistics": {"netconf-start-time": iso(stats.start_time.timestamp()),
                        "in-bad-hellos": stats.in_bad_hellos,
                        "in-sessions": stats.in_sessions,
                        "dropped-sessions": stats.dropped_sessions,

@@ -1,7 +1,7 @@
 """RFC 5277 event notifications: the NETCONF stream, its bounded replay log, subscriptions.
 
-Events arrive as finished <notification> content (an lxml element of the notification's own
-module, validated by the caller); the log keeps the newest `capacity` of them for replay.
+Notifications arrive as finished <notification> content (an lxml element of the notification's
+own module, validated by the caller); the log keeps the newest `capacity` of them for replay.
 """
 
 from __future__ import annotations
@@ -14,19 +14,15 @@ from datetime import UTC, datetime
 
 from lxml import etree
 
-from nvo3.netconf.proto.xml import NOTIF_NS, qname
+from nvo3.common.clock import iso
+from nvo3.netconf.proto.xml import NETMOD_NOTIF_NS, NOTIF_NS, qname
 
 STREAM = "NETCONF"
-NC_NOTIF_NS = "urn:ietf:params:xml:ns:netmod:notification"
 
 
 def now() -> datetime:
+    """The current time, in UTC."""
     return datetime.now(UTC)
-
-
-def format_time(t: datetime) -> str:
-    """RFC 3339 date-and-time in UTC with microseconds."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(text: str) -> datetime:
@@ -38,21 +34,24 @@ def parse_time(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class Event:
+class Notification:
+    """One event notification of the stream: when it happened and its content."""
+
     time: datetime
     content: etree._Element          # the notification's top element (never mutated)
 
 
-def render(event: Event) -> bytes:
-    """The whole <notification> message for one event."""
+def render(notification: Notification) -> bytes:
+    """The whole <notification> message for one notification."""
     msg = etree.Element(qname(NOTIF_NS, "notification"), nsmap={None: NOTIF_NS})
-    etree.SubElement(msg, qname(NOTIF_NS, "eventTime")).text = format_time(event.time)
-    msg.append(etree.fromstring(etree.tostring(event.content)))
+    etree.SubElement(msg, qname(NOTIF_NS, "eventTime")).text = iso(notification.time.timestamp())
+    msg.append(etree.fromstring(etree.tostring(notification.content)))
     return etree.tostring(msg)
 
 
-def _marker(name: str, t: datetime) -> Event:
-    return Event(t, etree.Element(qname(NC_NOTIF_NS, name), nsmap={None: NC_NOTIF_NS}))
+def _marker(name: str, t: datetime) -> Notification:
+    return Notification(t, etree.Element(qname(NETMOD_NOTIF_NS, name),
+                                           nsmap={None: NETMOD_NOTIF_NS}))
 
 
 @dataclass
@@ -66,17 +65,19 @@ class Subscription:
     done: bool = False
     on_done: Callable[[], None] = field(default=lambda: None)
 
-    def deliver(self, event: Event) -> None:
+    def deliver(self, notification: Notification) -> None:
+        """Send one notification if it passes the filter; end at the stop time."""
         if self.done:
             return
-        if self.stop is not None and event.time > self.stop:
-            self.finish(event.time)
+        if self.stop is not None and notification.time > self.stop:
+            self.finish(notification.time)
             return
-        content = self.select(event.content)
+        content = self.select(notification.content)
         if content is not None:
-            self.send(render(Event(event.time, content)))
+            self.send(render(Notification(notification.time, content)))
 
     def finish(self, t: datetime) -> None:
+        """End the subscription with notificationComplete (once)."""
         if not self.done:
             self.done = True
             self.send(render(_marker("notificationComplete", t)))
@@ -87,34 +88,30 @@ class EventLog:
     """The NETCONF stream: a bounded replay log and the live subscriptions."""
 
     def __init__(self, capacity: int = 10_000):
-        self.events: deque[Event] = deque(maxlen=capacity)
+        self.events: deque[Notification] = deque(maxlen=capacity)
         self.subscriptions: list[Subscription] = []
         self.lock = threading.Lock()
         self.created = now()
 
     def publish(self, content: etree._Element) -> int:
-        """Log an event and send it to every live subscription; returns deliveries."""
-        event = Event(now(), content)
+        """Log a notification and send it to every live subscription; returns deliveries."""
+        notification = Notification(now(), content)
         with self.lock:
-            self.events.append(event)
+            self.events.append(notification)
             subs = list(self.subscriptions)
         for sub in subs:
-            sub.deliver(event)
+            sub.deliver(notification)
         return len(subs)
-
-    def oldest(self) -> datetime | None:
-        with self.lock:
-            return self.events[0].time if self.events else None
 
     def subscribe(self, sub: Subscription) -> None:
         """Replay from `sub.start` (then replayComplete), then go live."""
         with self.lock:
             replay = [e for e in self.events if sub.start is not None and e.time >= sub.start]
             if sub.start is not None:
-                for event in replay:
-                    if sub.stop is not None and event.time > sub.stop:
+                for notification in replay:
+                    if sub.stop is not None and notification.time > sub.stop:
                         break
-                    sub.deliver(event)
+                    sub.deliver(notification)
                 sub.send(render(_marker("replayComplete", now())))
                 if sub.stop is not None and sub.stop <= now():
                     sub.finish(now())
@@ -131,6 +128,7 @@ class EventLog:
         sub.finish(now())
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop sending live notifications to `sub`."""
         with self.lock:
             if sub in self.subscriptions:
                 self.subscriptions.remove(sub)

@@ -7,12 +7,18 @@ role's own RPCs (validated against its YANG modules by libyang, input and output
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 import libyang
 from lxml import etree
 
-from nvo3.netconf.proto.errors import RpcError, bad_element, invalid_value, missing_element
+from nvo3.netconf.proto.errors import (
+    RpcError,
+    bad_element,
+    invalid_value,
+    missing_element,
+    operation_not_supported,
+)
 from nvo3.netconf.proto.xml import (
     BASE_NS,
     MONITORING_NS,
@@ -24,19 +30,18 @@ from nvo3.netconf.proto.xml import (
     namespace,
     qname,
 )
-from nvo3.netconf.server.datastore import Snapshot
+from nvo3.netconf.server.context import CallingSession, OperationServer
+from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
-from nvo3.netconf.server.engine import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
 from nvo3.netconf.server.merge import is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
+from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role import ApplyError
 from nvo3.netconf.server.validation import rpc_error_from
 
-if TYPE_CHECKING:
-    from nvo3.netconf.server.engine import NetconfServer, Session
-
-Operation = Callable[["NetconfServer", "Session", etree._Element], Reply]
+#: One NETCONF operation: the server, the calling session and the operation element.
+Operation = Callable[[OperationServer, CallingSession, etree._Element], Reply]
 WITH_DEFAULTS_MODES = ("explicit", "trim", "report-all", "report-all-tagged")
 
 
@@ -52,47 +57,64 @@ def _text(op: etree._Element, name: str, default: str | None = None,
 
 
 def _choice(op: etree._Element, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = _text(op, name, default)
+    value = _text(op, name)
+    if value is None:
+        return default
     if value not in allowed:
         raise bad_element(name, f'<{name}> must be one of {", ".join(allowed)}, not "{value}"',
                           tag="invalid-value")
-    return value  # type: ignore[return-value]
+    return value
 
 
-def _datastore_param(op: etree._Element, name: str, allowed: tuple[str, ...],
-                     allow_config: bool = False) -> str | etree._Element:
-    """The datastore named in <source>/<target>, or the inline <config> element."""
+def _datastore_element(op: etree._Element, name: str) -> etree._Element:
+    """The element inside <source>/<target>: a datastore name or an inline <config>."""
     holder = find_child(op, name)
     if holder is None:
         raise missing_element(name, local_name(op))
-    for child in holder:
-        if not isinstance(child.tag, str):
-            continue
-        ds = local_name(child)
-        if ds == "config" and allow_config:
-            return child
-        if ds == "url":
-            raise RpcError("operation-not-supported", "the :url capability is not supported",
-                           type="protocol")
-        if ds not in allowed:
-            raise bad_element(ds, f"<{name}> cannot be <{ds}> for <{local_name(op)}>",
-                              tag="invalid-value")
-        return ds
-    raise missing_element("datastore", name)
+    child = next((c for c in holder if isinstance(c.tag, str)), None)
+    if child is None:
+        raise missing_element("datastore", name)
+    if local_name(child) == "url":
+        raise operation_not_supported("the :url capability")
+    return child
+
+
+def _allowed(op: etree._Element, name: str, child: etree._Element,
+             allowed: tuple[str, ...]) -> str:
+    ds = local_name(child)
+    if ds not in allowed:
+        raise bad_element(ds, f"<{name}> cannot be <{ds}> for <{local_name(op)}>",
+                          tag="invalid-value")
+    return ds
+
+
+def _datastore(op: etree._Element, name: str, allowed: tuple[str, ...]) -> str:
+    """The datastore named in <source>/<target>, one of `allowed`."""
+    return _allowed(op, name, _datastore_element(op, name), allowed)
+
+
+def _source(op: etree._Element, allowed: tuple[str, ...]) -> str | etree._Element:
+    """The datastore named in <source>, one of `allowed`, or the inline <config> element."""
+    child = _datastore_element(op, "source")
+    if local_name(child) == "config":
+        return child
+    return _allowed(op, "source", child, allowed)
 
 
 def _with_defaults(op: etree._Element) -> str:
-    value = _text(op, "with-defaults", "explicit", ns=WITH_DEFAULTS_NS)
+    value = _text(op, "with-defaults", ns=WITH_DEFAULTS_NS)
+    if value is None:
+        return "explicit"
     if value not in WITH_DEFAULTS_MODES:
         raise bad_element("with-defaults", f'unknown with-defaults mode "{value}"',
                           tag="invalid-value")
-    return value  # type: ignore[return-value]
+    return value
 
 
-def _filtered(server: NetconfServer, xml: bytes, filt: etree._Element | None) -> RawXml:
+def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) -> RawXml:
     if filt is None:
         return RawXml(b"<data xmlns=\"%s\">%s</data>" % (BASE_NS.encode(), xml))
-    data = server.as_tree(xml)
+    data = data_element(xml)
     kind = filt.get("type") or filt.get(qname(BASE_NS, "type")) or "subtree"
     keys = server.schema.list_keys
     try:
@@ -117,15 +139,17 @@ def _filtered(server: NetconfServer, xml: bytes, filt: etree._Element | None) ->
 
 # -- retrieval ----------------------------------------------------------------------------
 
-def get_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    source = _datastore_param(op, "source", ("running", "candidate", "startup"))
+def get_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get-config> (RFC 6241 section 7.1): a datastore's configuration, filtered."""
+    source = _datastore(op, "source", ("running", "candidate", "startup"))
     wd = _with_defaults(op)
     with server.lock:
-        snapshot = server.datastores.get(source)  # type: ignore[arg-type]
+        snapshot = server.datastores.get(source)
     return [_filtered(server, snapshot.xml(wd), find_child(op, "filter"))]
 
 
-def get(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
     with server.lock:
         running = server.datastores.running
@@ -134,8 +158,9 @@ def get(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
 
 # -- editing ------------------------------------------------------------------------------
 
-def edit_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    target = _datastore_param(op, "target", ("running", "candidate"))
+def edit_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<edit-config> (RFC 6241 section 7.2) on running or candidate."""
+    target = _datastore(op, "target", ("running", "candidate"))
     default_op = _choice(op, "default-operation", ("merge", "replace", "none"), "merge")
     test_option = _choice(op, "test-option", ("test-then-set", "set", "test-only"),
                           "test-then-set")
@@ -144,19 +169,18 @@ def edit_config(server: NetconfServer, session: Session, op: etree._Element) -> 
     config = find_child(op, "config")
     if config is None:
         if find_child(op, "url") is not None:
-            raise RpcError("operation-not-supported", "the :url capability is not supported",
-                           type="protocol")
+            raise operation_not_supported("the :url capability")
         raise missing_element("config", "edit-config")
     sid = session.session_id
     ds = server.datastores
     with server.lock:
-        ds.check_writable(target, sid)  # type: ignore[arg-type]
+        ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
-            snapshot = merged(server.schema, ds.get(target), config)  # type: ignore[arg-type]
+            snapshot = merged(server.schema, ds.get(target), config)
             if test_option != "test-only":
-                _store(server, target, snapshot, sid)  # type: ignore[arg-type]
+                _store(server, target, snapshot, sid)
             return []
-        tree = ds.get(target).tree()  # type: ignore[arg-type]
+        tree = ds.get(target).tree()
         editor = Editor(server.schema, default_op, error_option == "continue-on-error")
         try:
             errors = editor.apply(tree, config).errors
@@ -167,15 +191,15 @@ def edit_config(server: NetconfServer, session: Session, op: etree._Element) -> 
         try:
             snapshot = Snapshot.validated(server.schema, tree)
         except RpcError as invalid:
-            raise RpcErrors(errors + [invalid]) from None
+            raise RpcErrors([*errors, invalid]) from None
         if test_option != "test-only":
-            _store(server, target, snapshot, sid)  # type: ignore[arg-type]
+            _store(server, target, snapshot, sid)
     if errors:
         raise RpcErrors(errors)
     return []
 
 
-def _store(server: NetconfServer, target: str, snapshot: Snapshot, sid: int) -> None:
+def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int) -> None:
     ds = server.datastores
     server.current_session = sid
     try:
@@ -185,7 +209,7 @@ def _store(server: NetconfServer, target: str, snapshot: Snapshot, sid: int) -> 
         server.current_session = None
 
 
-def _source_snapshot(server: NetconfServer, source: str | etree._Element) -> Snapshot:
+def _source_snapshot(server: OperationServer, source: str | etree._Element) -> Snapshot:
     if isinstance(source, str):
         return server.datastores.get(source)
     data = etree.Element(base("data"))
@@ -193,28 +217,29 @@ def _source_snapshot(server: NetconfServer, source: str | etree._Element) -> Sna
     return Snapshot.validated(server.schema, data)
 
 
-def copy_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
-    source = _datastore_param(op, "source", ("running", "candidate", "startup"),
-                              allow_config=True)
+def copy_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<copy-config> (RFC 6241 section 7.3) from a datastore or inline <config>."""
+    target = _datastore(op, "target", ("running", "candidate", "startup"))
+    source = _source(op, ("running", "candidate", "startup"))
     if source == target:
         raise invalid_value("<source> and <target> are the same datastore")
     with server.lock:
         snapshot = _source_snapshot(server, source)
-        _store(server, target, snapshot, session.session_id)  # type: ignore[arg-type]
+        _store(server, target, snapshot, session.session_id)
     return []
 
 
-def delete_config(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    _datastore_param(op, "target", ("startup",))
+def delete_config(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
+    _datastore(op, "target", ("startup",))
     with server.lock:
         server.datastores.delete_startup(session.session_id)
     return []
 
 
-def validate(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    source = _datastore_param(op, "source", ("running", "candidate", "startup"),
-                              allow_config=True)
+def validate(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<validate> (RFC 6241 section 8.6) of a datastore or inline <config>."""
+    source = _source(op, ("running", "candidate", "startup"))
     with server.lock:
         snapshot = _source_snapshot(server, source)
         if isinstance(source, str):
@@ -224,23 +249,26 @@ def validate(server: NetconfServer, session: Session, op: etree._Element) -> Rep
 
 # -- locks and commit ---------------------------------------------------------------------
 
-def lock(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
+def lock(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<lock> (RFC 6241 section 7.5) of a datastore for the calling session."""
+    target = _datastore(op, "target", ("running", "candidate", "startup"))
     with server.lock:
-        server.datastores.lock_datastore(target, session.session_id)  # type: ignore[arg-type]
+        server.datastores.lock_datastore(target, session.session_id)
         server.lock_times[target] = now()
     return []
 
 
-def unlock(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
-    target = _datastore_param(op, "target", ("running", "candidate", "startup"))
+def unlock(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<unlock> (RFC 6241 section 7.6) of a datastore the calling session holds."""
+    target = _datastore(op, "target", ("running", "candidate", "startup"))
     with server.lock:
-        server.datastores.unlock_datastore(target, session.session_id)  # type: ignore[arg-type]
+        server.datastores.unlock_datastore(target, session.session_id)
         server.lock_times.pop(target, None)
     return []
 
 
-def commit(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def commit(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<commit> (RFC 6241 sections 8.3, 8.4), confirmed or not."""
     confirmed = find_child(op, "confirmed") is not None
     timeout_text = _text(op, "confirm-timeout", "600")
     try:
@@ -261,13 +289,15 @@ def commit(server: NetconfServer, session: Session, op: etree._Element) -> Reply
     return []
 
 
-def cancel_commit(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def cancel_commit(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<cancel-commit> (RFC 6241 section 8.4.4.1): roll a confirmed commit back."""
     with server.lock:
         server.datastores.cancel_commit(session.session_id, _text(op, "persist-id"))
     return []
 
 
-def discard_changes(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def discard_changes(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<discard-changes> (RFC 6241 section 8.3.4.2): candidate := running."""
     with server.lock:
         server.datastores.discard_changes(session.session_id)
     return []
@@ -275,11 +305,13 @@ def discard_changes(server: NetconfServer, session: Session, op: etree._Element)
 
 # -- sessions -----------------------------------------------------------------------------
 
-def close_session(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def close_session(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<close-session> (RFC 6241 section 7.8): <ok/>, then the session closes."""
     return []                                   # the session closes after the reply
 
 
-def kill_session(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def kill_session(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<kill-session> (RFC 6241 section 7.9) of another session."""
     text = _text(op, "session-id")
     if text is None:
         raise missing_element("session-id", "kill-session")
@@ -290,19 +322,16 @@ def kill_session(server: NetconfServer, session: Session, op: etree._Element) ->
                           tag="invalid-value") from None
     if target_id == session.session_id:
         raise invalid_value("a session cannot kill itself: use <close-session>")
-    with server.lock:
-        target = server.sessions.get(target_id)
-    if target is None:
+    if not server.kill(target_id, killed_by=session.session_id):
         raise invalid_value(f"no session {target_id}")
-    server.session_closed(target, killed_by=session.session_id)
-    target.sink.close()
     return []
 
 
 # -- notifications and discovery ------------------------------------------------------------
 
-def create_subscription(server: NetconfServer, session: Session,
+def create_subscription(server: OperationServer, session: CallingSession,
                         op: etree._Element) -> Reply:
+    """<create-subscription> (RFC 5277 section 2.1), with replay and filter."""
     if session.subscription is not None and not session.subscription.done:
         raise RpcError("operation-failed", "this session already has a subscription",
                        type="protocol")
@@ -332,12 +361,13 @@ def create_subscription(server: NetconfServer, session: Session,
     return []
 
 
-def _optional_time(op: etree._Element, name: str):  # type: ignore[no-untyped-def]
+def _optional_time(op: etree._Element, name: str) -> datetime | None:
     text = _text(op, name, None, ns=NOTIF_NS)
     return parse_time(text) if text else None
 
 
-def _notification_selector(server: NetconfServer, filt: etree._Element | None):  # type: ignore[no-untyped-def]
+def _notification_selector(server: OperationServer, filt: etree._Element | None,
+                           ) -> Callable[[etree._Element], etree._Element | None]:
     if filt is None:
         return lambda content: content
 
@@ -351,7 +381,8 @@ def _notification_selector(server: NetconfServer, filt: etree._Element | None): 
     return select
 
 
-def get_schema(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def get_schema(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """<get-schema> (RFC 6022 section 3.1): a served module's YANG text."""
     ident = _text(op, "identifier", None, ns=MONITORING_NS)
     if not ident:
         raise missing_element("identifier", "get-schema")
@@ -371,7 +402,8 @@ def get_schema(server: NetconfServer, session: Session, op: etree._Element) -> R
 
 # -- the role's own RPCs --------------------------------------------------------------------
 
-def role_rpc(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def role_rpc(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """One of the role's own RPCs: input and output validated against its modules."""
     name = local_name(op)
     module = server.schema.modules_by_ns.get(namespace(op) or "")
     handler = server.handlers.get(f"{module}:{name}")
@@ -393,8 +425,7 @@ def role_rpc(server: NetconfServer, session: Session, op: etree._Element) -> Rep
     try:
         output = handler(given or {})
     except ApplyError as exc:
-        raise RpcError(exc.tag, exc.message if hasattr(exc, "message") else str(exc),
-                       path=exc.path, app_tag=exc.app_tag) from None
+        raise RpcError(exc.tag, str(exc), path=exc.path, app_tag=exc.app_tag) from None
     if not output:
         return []
     try:
@@ -428,7 +459,8 @@ BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
-def dispatch(server: NetconfServer, session: Session, op: etree._Element) -> Reply:
+def dispatch(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
+    """Run operation `op` for `session`: a base operation or one of the role's RPCs."""
     ns = namespace(op) or BASE_NS
     handler = BASE_OPERATIONS.get((ns, local_name(op)))
     if handler is None:

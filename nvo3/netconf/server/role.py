@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Protocol
 
-Tree = dict[str, Any]
+from nvo3.common.tree import Tree
+
+__all__ = ["ApplyError", "ConfigChange", "Notifier", "Role", "RpcHandler", "Tree"]
+
+#: Answers one RPC: its validated input as a dict, its output (None for none).
 RpcHandler = Callable[[Tree], "Tree | None"]
 
 
@@ -29,10 +33,12 @@ class ConfigChange:
 
     @cached_property
     def before(self) -> Tree:
+        """The running configuration before the change."""
         return self._before()
 
     @cached_property
     def after(self) -> Tree:
+        """The running configuration after the change."""
         return self._after()
 
 
@@ -76,9 +82,11 @@ class Role:
         self.notifier: Notifier | None = None
 
     def start(self, notifier: Notifier) -> None:
+        """Keep the engine's notifier; called before sessions are accepted."""
         self.notifier = notifier
 
     def stop(self) -> None:
+        """Release what the role holds; called when the server shuts down."""
         pass
 
     def apply(self, change: ConfigChange) -> None:

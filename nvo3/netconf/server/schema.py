@@ -47,7 +47,8 @@ class CapturedError(libyang.LibyangError):
 class CapturingContext(libyang.Context):
     """A libyang context whose errors keep libyang's structured error items."""
 
-    def error(self, msg: str, *args: object) -> libyang.LibyangError:  # type: ignore[override]
+    def error(self, msg: str, *args: object) -> libyang.LibyangError:
+        """The error libyang raises, as a CapturedError holding every error item."""
         msg %= args
         issues: list[LibyangIssue] = []
         if self.cdata:
@@ -98,12 +99,12 @@ def _index(snode: libyang.SNode, namespaces: dict[str, str]) -> NodeInfo:
     kind = _kind(snode)
     info = NodeInfo(name=snode.name(), namespace=namespaces[module], module=module, kind=kind,
                     config=not snode.config_false())
-    if kind == "list":
-        info.keys = tuple(k.name() for k in snode.keys())
+    if isinstance(snode, libyang.SList):
+        info.keys = tuple(k.name() for k in snode.keys())  # noqa: SIM118 (libyang, not a dict)
         info.user_ordered = snode.ordered()
-    elif kind == "leaf-list":
+    elif isinstance(snode, libyang.SLeafList):
         info.user_ordered = snode.ordered()
-    if kind in ("list", "container"):
+    if isinstance(snode, (libyang.SList, libyang.SContainer)):
         for child in snode.children():
             if isinstance(child, (libyang.SRpc, libyang.schema.SNotif)):
                 continue
@@ -208,7 +209,8 @@ class Schema:
             path = mod.filepath()
             if path and Path(path).exists():
                 return Path(path).read_text()
-            return mod.print_mem("yang")
+            text = mod.print_mem("yang")
+            return text if isinstance(text, str) else text.decode()
         return None
 
     def implemented_modules(self) -> list[tuple[str, str | None, str, list[str]]]:

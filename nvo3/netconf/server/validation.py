@@ -96,18 +96,10 @@ def _children_xml(data: etree._Element) -> bytes:
 
 def parse_config(schema: Schema, data: etree._Element) -> libyang.DNode | None:
     """Parse and fully validate configuration (<data> children); raise RpcError if invalid."""
-    return _parse(schema, _children_xml(data), no_state=True)
-
-
-def parse_state(schema: Schema, xml: bytes) -> libyang.DNode | None:
-    """Parse data that may hold config-false nodes (validated)."""
-    return _parse(schema, xml, no_state=False)
-
-
-def _parse(schema: Schema, xml: bytes, no_state: bool) -> libyang.DNode | None:
+    xml = _children_xml(data)
     if not xml.strip():
         return None
     try:
-        return schema.context.parse_data_mem(xml, "xml", strict=True, no_state=no_state)
+        return schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True)
     except libyang.LibyangError as exc:
         raise rpc_error_from(exc, schema) from None

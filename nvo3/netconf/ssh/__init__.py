@@ -1,0 +1,1 @@
+"""NETCONF over SSH (RFC 6242): the listener, one session per channel, the user store."""

@@ -86,7 +86,7 @@ class _Interface(paramiko.ServerInterface):
 
     def _success(self, username: str, method: str) -> int:
         self.username = username
-        self.log.extra["user"] = username  # type: ignore[index]
+        self.log.context["user"] = username
         self.log.info("authenticated by %s", method)
         return paramiko.AUTH_SUCCESSFUL
 

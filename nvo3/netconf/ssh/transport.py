@@ -68,11 +68,16 @@ class SessionFactory(Protocol):
         """Create a session and assign its session-id."""
 
 
-class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Prefixes every line with peer, user and session-id."""
+class SessionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with peer, user and session-id (set in `context` once known)."""
+
+    def __init__(self, logger: logging.Logger, context: dict[str, Any]) -> None:
+        super().__init__(logger, context)
+        self.context = context
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        ctx = self.extra or {}
+        """`msg` with the session's context in front."""
+        ctx = self.context
         peer = ctx.get("peer") or ("?", 0)
         return (f"[peer={peer[0]}:{peer[1]} user={ctx.get('user', '-')} "
                 f"sid={ctx.get('sid', '-')}] {msg}", kwargs)
@@ -174,7 +179,7 @@ def run_session(channel: paramiko.Channel, factory: SessionFactory, username: st
         slog.exception("engine refused to open a session")
         sink.close()
         return
-    slog.extra["sid"] = handler.session_id  # type: ignore[index]
+    slog.context["sid"] = handler.session_id
     try:
         _serve(channel, factory, handler, sink, hello_timeout, slog)
     except (HelloError, FramingError) as exc:

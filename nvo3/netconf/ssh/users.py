@@ -170,6 +170,3 @@ class UserStore:
                 found = True
         return found
 
-    def has_public_keys(self, name: str) -> bool:
-        """True if user `name` has at least one authorized key."""
-        return bool((self._record(name) or {}).get("public_keys"))

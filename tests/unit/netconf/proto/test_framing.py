@@ -15,6 +15,7 @@ from nvo3.netconf.proto.framing import (
     parse_client_hello,
     parse_server_hello,
 )
+from nvo3.netconf.proto.xml import BASE_NS
 
 B10 = "urn:ietf:params:netconf:base:1.0"
 B11 = "urn:ietf:params:netconf:base:1.1"
@@ -111,7 +112,7 @@ def test_hello_build_and_parse() -> None:
     with pytest.raises(HelloError, match="well-formed"):
         parse_client_hello(b"<hello")
     with pytest.raises(HelloError, match="expected <hello>"):
-        parse_client_hello(b"<rpc xmlns='urn:ietf:params:xml:ns:netconf:base:1.0'/>")
+        parse_client_hello(f"<rpc xmlns='{BASE_NS}'/>".encode())
 
 
 def test_negotiate() -> None:

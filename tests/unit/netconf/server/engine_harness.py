@@ -12,12 +12,13 @@ from pathlib import Path
 from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.netconf.proto.xml import BASE_NS
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.server.role import ApplyError, ConfigChange, Role
 
 TEST_YANG = Path(__file__).parent / "yang"
 NS = "urn:nvo3:test:engine"
-BASE = "urn:ietf:params:xml:ns:netconf:base:1.0"
+BASE = BASE_NS
 
 
 class EngineTestRole(Role):

@@ -4,6 +4,7 @@ copy-config and delete-config, with real datastores on disk."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from engine_harness import BASE, NS, Client, errors, make_server, ok
@@ -38,7 +39,7 @@ def unlock(client: Client, target: str = "candidate") -> etree._Element:
     return client.rpc(f"<unlock><target><{target}/></target></unlock>")
 
 
-def wait_for(predicate, timeout: float = 3.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], object], timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -9,9 +9,12 @@ import pytest
 from engine_harness import NS, Client, errors, make_server, ok
 from lxml import etree
 
-NOTIF = "urn:ietf:params:xml:ns:netconf:notification:1.0"
-NCN = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
-NETMOD = "urn:ietf:params:xml:ns:netmod:notification"
+from nvo3.common.clock import iso
+from nvo3.netconf.proto.xml import NC_NOTIFICATIONS_NS, NETMOD_NOTIF_NS, NOTIF_NS
+
+NOTIF = NOTIF_NS
+NCN = NC_NOTIFICATIONS_NS
+NETMOD = NETMOD_NOTIF_NS
 
 
 def subscribe(client: Client, extra: str = "") -> etree._Element:
@@ -35,7 +38,7 @@ def names(client: Client) -> list[str]:
 
 
 def rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso(t.timestamp())
 
 
 def ping(client: Client, count: int) -> None:

@@ -7,9 +7,11 @@ import pytest
 from engine_harness import BASE, NS, Client, errors, make_server, ok
 from lxml import etree
 
-WD = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults"
-WD_ATTR = "{urn:ietf:params:xml:ns:netconf:default:1.0}default"
-MON = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+from nvo3.netconf.proto.xml import MONITORING_NS, WD_ATTR_NS, WITH_DEFAULTS_NS, qname
+
+WD = WITH_DEFAULTS_NS
+WD_ATTR = qname(WD_ATTR_NS, "default")
+MON = MONITORING_NS
 YANGLIB = "urn:ietf:params:xml:ns:yang:ietf-yang-library"
 T = {"t": NS}
 

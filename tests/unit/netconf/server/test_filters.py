@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from nvo3.netconf.proto.xml import BASE_NS, PARSER
+from nvo3.netconf.proto.xml import BASE_NS, MONITORING_NS, PARSER
 from nvo3.netconf.server.filters import FilterError, _rewrite, subtree_filter, xpath_filter
 
 CFG = "http://example.com/schema/1.2/config"
@@ -199,10 +199,10 @@ def test_comments_in_filter_are_ignored() -> None:
 
 # ----------------------------------------------------------------- xpath
 
-XP_NS = {"nvo3-nve": NVE, "t": STATS, "sys": "urn:example:system", "c": CFG}
+XP_NS: dict[str | None, str] = {"nvo3-nve": NVE, "t": STATS, "sys": "urn:example:system", "c": CFG}
 
 
-def xpath(select: str, nsmap: dict[str, str] | None = None) -> etree._Element:
+def xpath(select: str, nsmap: dict[str | None, str] | None = None) -> etree._Element:
     return xpath_filter(STORE, select, XP_NS if nsmap is None else nsmap, list_keys)
 
 
@@ -212,7 +212,7 @@ def test_xpath_module_name_prefix_selects_top_level_subtree() -> None:
 
 
 def test_xpath_filter_declared_prefix() -> None:
-    result = xpath("/n:nve/n:vni[n:id='20']", {"n": NVE, None: BASE_NS})  # type: ignore[dict-item]
+    result = xpath("/n:nve/n:vni[n:id='20']", {"n": NVE, None: BASE_NS})
     assert_same(result, f'<nve xmlns="{NVE}"><vni><id>20</id><name>red</name><mtu>9000</mtu>'
                         '</vni></nve>')
 
@@ -273,7 +273,7 @@ def test_unknown_prefix_is_named() -> None:
 
 # ----------------------------------------------------------------- xpath, unprefixed names
 
-NCM = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+NCM = MONITORING_NS
 NCM_KEYS = {(NCM, "datastore"): ("name",), (NCM, "session"): ("session-id",)}
 DATASTORES = ("<datastores><datastore><name>running</name><locks/></datastore>"
               "<datastore><name>candidate</name></datastore></datastores>")
