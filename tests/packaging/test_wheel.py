@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from nvo3.netconf.client.session import connect
+from nvo3.netconf.client import connect
 
 TOP = Path(__file__).resolve().parents[2]
 PASSWORD = "wheel-test-S3cret"
