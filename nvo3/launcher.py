@@ -83,13 +83,13 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     # hex: a generated password never starts with "-" (it is pasted into command lines)
     password = password or secrets.token_hex(16)
     users_of(state_dir).add(username, password=password)
-    log = open(log_file or state_dir / "daemon.log", "ab")
     cmd = [sys.executable, "-m", "nvo3.cli", "serve", role, "--listen", f"{host}:{port}",
            "--state-dir", str(state_dir), *extra_args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=new_session)
-    log.close()
+    with open(log_file or state_dir / "daemon.log", "ab") as log:   # the daemon keeps its copy
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=new_session)
     assert proc.stdout is not None
     deadline = time.monotonic() + ready_timeout
     line = b""

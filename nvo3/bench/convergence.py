@@ -267,7 +267,7 @@ class _Overlay:
                   + "</attachments>")
         converged(0, t, set())
         src = 0
-        for k in range(moves):
+        for _ in range(moves):
             dst = (src + 1) % n
             _nve_edit(self.clients[dst], "<attachments>" + _attachment(MAC, PORT, "associated")
                       + "</attachments>")                       # pre-installed
@@ -326,7 +326,7 @@ class _Overlay:
             th.join(BULK_WAIT_S)
         ends = []
         deadline = t0 + BULK_WAIT_S
-        for i, w in enumerate(self.watches):
+        for w in self.watches:
             if not w.wait(lambda w=w: w.good >= want, max(0.0, deadline - time.perf_counter())):
                 raise RuntimeError(
                     f"not complete after {BULK_WAIT_S:g} s: remote MACs in place per NVE "
@@ -359,7 +359,7 @@ def _kernel_floor(n: int, vms: int, vnis: tuple[int, ...]) -> dict[str, Any]:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for ns in hosts]
         try:
-            for proc, script in zip(procs, scripts):
+            for proc, script in zip(procs, scripts, strict=True):
                 assert proc.stdin is not None
                 proc.stdin.write(script)
                 proc.stdin.close()
@@ -411,7 +411,7 @@ def _lab(n: int, work: Callable[[_Overlay], dict[str, Any]],
             ov.close()
 
 
-def run(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
+def run_bench(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
         sizes: tuple[int, ...] = SCALE_SIZES, scale_moves: int = SCALE_MOVES,
         parts: str = "abc") -> dict[str, Any]:
     """Build the labs, measure, tear everything down; print and return the figures."""

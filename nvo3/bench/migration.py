@@ -45,7 +45,7 @@ def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def _timeline(path: Path, received: dict[int, float], t0: float, moves: list[dict[str, Any]],
@@ -107,7 +107,7 @@ def measure(d: Demo, moves: int = 20, replications: int = 4,
         with session(d.state.daemon(ROOT_VCENTER)) as c:
             plan = [("relocate", homes[i % 2]) for i in range(moves)]
             at = homes[(moves - 1) % 2]
-            for i in range(replications):
+            for _ in range(replications):
                 at = homes[0] if at == homes[1] else homes[1]
                 plan.append(("replicate", at))
             for n, (kind, dst) in enumerate(plan, 1):
@@ -169,7 +169,7 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_migration_bench(json_output: bool = False, moves: int = 20,
+def run_bench(json_output: bool = False, moves: int = 20,
                         png: Path = Path("migration-timeline.png")) -> int:
     if logging.getLogger().level == logging.INFO:
         logging.getLogger().setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""`run_nve_bench`: n remote MACs in ONE edit-config to a real NVE agent, against `bridge -batch`.
+"""`nvo3 bench nve`: n remote MACs in ONE edit-config to a real NVE agent, against `bridge -batch`.
 
 Side by side in the same run, each in a throwaway namespace (198.18.0.0/15 addresses, removed
 whatever happens):
@@ -105,7 +105,7 @@ def time_bridge_batch(n: int) -> float:
         subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
 
 
-def run_nve_bench(n: int = 10_000) -> dict[str, Any]:
+def run_bench(n: int = 10_000) -> dict[str, Any]:
     """Measure both, print them and the ratio, return the figures."""
     agent = time_agent(n)
     bridge_s = time_bridge_batch(n)
@@ -120,4 +120,4 @@ def run_nve_bench(n: int = 10_000) -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run_nve_bench()
+    run_bench()
