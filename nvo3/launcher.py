@@ -29,7 +29,7 @@ class RoleProcess:
 
     role: str
     state_dir: Path
-    process: subprocess.Popen  # type: ignore[type-arg]
+    process: subprocess.Popen[bytes]
     host: str
     port: int
     host_key: str

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nvo3.common.names import NVE_NS
 from nvo3.launcher import start_role
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
 #: Netopeer2 2.4.5 on this machine kind, one ncclient session with a 1 ms tick.
 NETOPEER2 = {"get_config_p50_ms": 2.9, "edits_1000_s": 3.9, "bulk_edit_s": 0.24,
              "bulk_get_config_s": 0.073, "rss_mb": 50.0}

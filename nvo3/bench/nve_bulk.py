@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from nvo3.bench.fdb import bench_entries
+from nvo3.common.names import NVE_NS
 from nvo3.launcher import start_role
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
 VNI = 4242
 LOCAL = "198.18.0.1"
 

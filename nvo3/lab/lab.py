@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def work_dir_for(prefix: str, path: Path | None = None) -> Path:
 def client(d: Daemon, **kwargs: Any) -> Client:
     """A verified NETCONF session to a daemon of the lab."""
     return connect(d.host, d.port, d.username, d.password, host_key=d.host_key,
-                   **kwargs)  # type: ignore[arg-type]
+                   **kwargs)
 
 
 @contextlib.contextmanager
@@ -322,6 +323,11 @@ def _cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def _has_cmdline(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie's or a gone process's cmdline is empty)."""
+    return bool(_cmdline(pid))
+
+
 def _is_ours(pid: int, state_dir: str) -> bool:
     """PID runs `nvo3.cli serve ... --state-dir STATE_DIR` (never a reused PID)."""
     cmd = _cmdline(pid)
@@ -391,7 +397,7 @@ def down_leftovers(prefix: str, work_dir: Path) -> dict[str, int]:
     counts = {"daemons": 0, "processes": 0, "namespaces": 0}
     if work_dir.exists():
         for pid in _orphans(str(work_dir)):
-            counts["daemons"] += _stop_pid(pid, lambda p=pid: bool(_cmdline(p)))
+            counts["daemons"] += _stop_pid(pid, partial(_has_cmdline, pid))
     for ns in lab_namespaces(prefix):
         counts["processes"] += _kill_inside(ns)
         run("ip", "netns", "del", ns, check=False)
@@ -412,7 +418,7 @@ def down(path: Path | None = None, prefix: str | None = None) -> dict[str, int]:
             state = None                       # unreadable: fall back to the prefix
     if state is not None:
         for d in reversed(state.daemons):
-            counts["daemons"] += _stop_pid(d.pid, lambda d=d: _alive(d))
+            counts["daemons"] += _stop_pid(d.pid, partial(_alive, d))
     prefixes = {prefix or (state.prefix if state else None) or load().prefix}
     for p in prefixes:
         work = Path(state.work_dir) if state and state.work_dir else work_dir_for(p, path)

@@ -129,7 +129,7 @@ class _Checker:
         return str(value)
 
     def address(self, value: Any, where: str,
-                within: ipaddress.IPv4Network = BENCHMARK_RANGE) -> str:
+                within: ipaddress.IPv4Network | ipaddress.IPv6Network = BENCHMARK_RANGE) -> str:
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
@@ -244,8 +244,9 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
                           check.address(v["ip"], f"{where}.ip"), bool(v.get("on-demand"))))
     check.unique([v.name for v in vms], "vm")
     check.unique([v.mac for v in vms], "vm.mac")
-    for t in tenants:
-        check.unique([v.ip for v in vms if v.tenant == t.name], f"vm.ip (tenant {t.name})")
+    for tenant in tenants:
+        check.unique([v.ip for v in vms if v.tenant == tenant.name],
+                     f"vm.ip (tenant {tenant.name})")
     if check.problems:
         where = f"{path}: " if path else ""
         raise TopologyError(f"{where}invalid topology:\n  " + "\n  ".join(check.problems))

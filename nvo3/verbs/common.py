@@ -15,7 +15,7 @@ import libyang
 from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client, ClientError, RemoteRpcError
 from nvo3.roles.peers import codec
-from nvo3.verbs import OK, REFUSED, USAGE
+from nvo3.verbs import REFUSED, USAGE
 from nvo3.verbs.output import error, report_refusal
 from nvo3.verbs.targets import Target, TargetError, resolve, session
 
@@ -91,4 +91,3 @@ def run(role: str, verb: Verb, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
-    return OK
