@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nvo3.daemon import users_of
 from nvo3.netconf.client.session import Client, connect
@@ -40,10 +41,10 @@ class RoleProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def connect(self, **kwargs: object) -> Client:
+    def connect(self, **kwargs: Any) -> Client:
         """A verified session to this daemon (host key from its ready line)."""
         return connect(self.host, self.port, self.username, self.password,
-                       host_key=self.host_key, **kwargs)  # type: ignore[arg-type]
+                       host_key=self.host_key, **kwargs)
 
     def rss_bytes(self) -> int:
         """Resident memory of the daemon, from /proc."""

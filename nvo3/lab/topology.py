@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
+BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 #: The lab's default topology, shipped in the package.
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "two-dc.toml"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,14}$")   # fits interface names, no ':' or '-'
@@ -169,7 +169,7 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
     try:
         underlay = ipaddress.ip_network(raw.get("underlay", "198.18.0.0/24"))
         if not isinstance(underlay, ipaddress.IPv4Network) or \
-                not underlay.subnet_of(BENCHMARK_RANGE):  # type: ignore[arg-type]
+                not underlay.subnet_of(BENCHMARK_RANGE):
             check.fail("underlay", f"{underlay} is not an IPv4 network inside "
                        f"{BENCHMARK_RANGE}")
             underlay = ipaddress.IPv4Network("198.18.0.0/24")

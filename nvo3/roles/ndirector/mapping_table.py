@@ -194,7 +194,7 @@ class MappingTable:
         if cur.nve == r.nve:
             return self._update(cur, r)
         if cur.seeded is not None and cur.seeded[1] == r.nve and r.time is None:
-            return self._confirm_seed(cur, r)
+            return self._confirm_seed(cur, r, cur.seeded[0])
         if r.state != ACTIVATED:
             return MappingOutcome()            # make-before-break: pre-installed, not forwarding yet
         reason = self._stale(cur, r)
@@ -314,10 +314,9 @@ class MappingTable:
                 out.extend(self._move(cur, best, r.time or 0.0))
         return out
 
-    def _confirm_seed(self, cur: Mapping, r: Report) -> MappingOutcome:
+    def _confirm_seed(self, cur: Mapping, r: Report, seq: int) -> MappingOutcome:
         """After a restart, the location the NVEs pointed at is read after a leftover elsewhere:
         the pointed-at location wins, the leftover is refused as stale."""
-        seq, _ = cur.seeded  # type: ignore[misc]
         leftover = self.candidates.get(cur.key, {}).get(cur.nve)
         prev_nve, prev_vtep = cur.nve, cur.vtep
         cur.nve, cur.vtep, cur.ips, cur.state, cur.vm_id = r.nve, r.vtep, r.ips, r.state, r.vm_id
