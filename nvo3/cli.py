@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from nvo3 import __version__
+from nvo3.bench import NAMES as BENCHES
 
 DEFAULT_STATE_ROOT = Path("/var/lib/nvo3")
 ROLES = ("nve", "vserver", "vcenter", "ndirector")
@@ -81,14 +82,14 @@ def _lab(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.what == "migration":
-        from nvo3.bench.migration import run_migration_bench
-        return run_migration_bench(json_output=args.json, moves=args.moves)
-    from nvo3.bench import run_bench
+        from nvo3.bench import migration
+        return migration.run_bench(json_output=args.json, moves=args.moves)
+    from nvo3.bench import run_named
     if not args.json:
-        run_bench(args.what, entries=args.entries)
+        run_named(args.what, entries=args.entries)
         return 0
     with contextlib.redirect_stdout(sys.stderr):     # the readable lines: stdout is the JSON
-        result = run_bench(args.what, entries=args.entries)
+        result = run_named(args.what, entries=args.entries)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -149,13 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=_lab)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
-    bench.add_argument("what", choices=("netconf", "nve", "fdb", "convergence", "migration"))
+    bench.add_argument("what", choices=(*BENCHES, "migration"))
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--entries", type=int, default=10_000)
     bench.add_argument("--moves", type=int, default=20, help="migration: relocations")
     bench.set_defaults(func=_bench)
 
-    from nvo3.verbs.common import add_parsers
+    from nvo3.verbs.registry import add_parsers
     add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
     return parser
 

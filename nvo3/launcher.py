@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nvo3.daemon import users_of
 from nvo3.netconf.client.session import Client, connect
@@ -29,7 +30,7 @@ class RoleProcess:
 
     role: str
     state_dir: Path
-    process: subprocess.Popen  # type: ignore[type-arg]
+    process: subprocess.Popen[bytes]
     host: str
     port: int
     host_key: str
@@ -40,10 +41,10 @@ class RoleProcess:
     def pid(self) -> int:
         return self.process.pid
 
-    def connect(self, **kwargs: object) -> Client:
+    def connect(self, **kwargs: Any) -> Client:
         """A verified session to this daemon (host key from its ready line)."""
         return connect(self.host, self.port, self.username, self.password,
-                       host_key=self.host_key, **kwargs)  # type: ignore[arg-type]
+                       host_key=self.host_key, **kwargs)
 
     def rss_bytes(self) -> int:
         """Resident memory of the daemon, from /proc."""
@@ -83,13 +84,13 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     # hex: a generated password never starts with "-" (it is pasted into command lines)
     password = password or secrets.token_hex(16)
     users_of(state_dir).add(username, password=password)
-    log = open(log_file or state_dir / "daemon.log", "ab")
     cmd = [sys.executable, "-m", "nvo3.cli", "serve", role, "--listen", f"{host}:{port}",
            "--state-dir", str(state_dir), *extra_args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            start_new_session=new_session)
-    log.close()
+    with open(log_file or state_dir / "daemon.log", "ab") as log:   # the daemon keeps its copy
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                start_new_session=new_session)
     assert proc.stdout is not None
     deadline = time.monotonic() + ready_timeout
     line = b""

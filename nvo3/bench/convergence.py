@@ -46,12 +46,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nvo3.common.names import NDIRECTOR_NS as ND_NS
+from nvo3.common.names import NVE_NS
 from nvo3.dataplane.monitor import RTMGRP_NEIGH, Event, Monitor
 from nvo3.launcher import RoleProcess, start_role
+from nvo3.netconf.proto.xml import BASE_NS
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
-ND_NS = "urn:nvo3:yang:nvo3-ndirector"
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NC = BASE_NS
 VNI = 300
 MAC = "02:00:00:00:aa:01"
 PORT = "tap-mv"
@@ -219,7 +220,9 @@ class _Overlay:
                              target="running")
         for i, w in enumerate(self.watches):       # the nDirector's sessions are up
             others = {_vtep(j) for j in range(self.n) if j != i}
-            if not w.wait(lambda w=w, o=others: o <= w.flood, 30):
+            def arrived(w: _FdbWatch = w, o: set[str] = others) -> bool:
+                return o <= w.flood
+            if not w.wait(arrived, 30):
                 raise RuntimeError(f"flood list of h{i} never arrived")
         return self
 
@@ -256,7 +259,9 @@ class _Overlay:
             for i in range(n):
                 if i == dst or i in skip:
                     continue
-                if not w[i].wait(lambda i=i: w[i].points(MAC, vtep[dst], since), WAIT_S):
+                def points(i: int = i) -> bool:
+                    return w[i].points(MAC, vtep[dst], since)
+                if not w[i].wait(points, WAIT_S):
                     raise RuntimeError(f"h{i} never pointed {MAC} at h{dst}")
                 ends.append(w[i].now[MAC][1])
             return ends
@@ -267,7 +272,7 @@ class _Overlay:
                   + "</attachments>")
         converged(0, t, set())
         src = 0
-        for k in range(moves):
+        for _ in range(moves):
             dst = (src + 1) % n
             _nve_edit(self.clients[dst], "<attachments>" + _attachment(MAC, PORT, "associated")
                       + "</attachments>")                       # pre-installed
@@ -287,7 +292,7 @@ class _Overlay:
                       f"<vni>{VNI}</vni><mac>{MAC}</mac></attachment></attachments>")
             time.sleep(0.02)
             src = dst
-        out = {"nves": n, "moves": moves, **_q(all_ms)}
+        out: dict[str, Any] = {"nves": n, "moves": moves, **_q(all_ms)}
         if remote_ms:
             out["remote_only"] = _q(remote_ms)
         out["activate_edit_config_p50_ms"] = round(statistics.median(activate_ms), 2)
@@ -326,8 +331,10 @@ class _Overlay:
             th.join(BULK_WAIT_S)
         ends = []
         deadline = t0 + BULK_WAIT_S
-        for i, w in enumerate(self.watches):
-            if not w.wait(lambda w=w: w.good >= want, max(0.0, deadline - time.perf_counter())):
+        for w in self.watches:
+            def complete(w: _FdbWatch = w) -> bool:
+                return w.good >= want
+            if not w.wait(complete, max(0.0, deadline - time.perf_counter())):
                 raise RuntimeError(
                     f"not complete after {BULK_WAIT_S:g} s: remote MACs in place per NVE "
                     + ", ".join(f"h{j} {x.good}/{want}" for j, x in enumerate(self.watches))
@@ -359,7 +366,7 @@ def _kernel_floor(n: int, vms: int, vnis: tuple[int, ...]) -> dict[str, Any]:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for ns in hosts]
         try:
-            for proc, script in zip(procs, scripts):
+            for proc, script in zip(procs, scripts, strict=True):
                 assert proc.stdin is not None
                 proc.stdin.write(script)
                 proc.stdin.close()
@@ -411,7 +418,7 @@ def _lab(n: int, work: Callable[[_Overlay], dict[str, Any]],
             ov.close()
 
 
-def run(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
+def run_bench(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
         sizes: tuple[int, ...] = SCALE_SIZES, scale_moves: int = SCALE_MOVES,
         parts: str = "abc") -> dict[str, Any]:
     """Build the labs, measure, tear everything down; print and return the figures."""

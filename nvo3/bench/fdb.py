@@ -28,8 +28,8 @@ def bench_entries(n: int) -> list[tuple[str, str]]:
     """``n`` distinct (MAC, remote VTEP) pairs: VTEPs in 198.18.0.0/15, MACs 02:..."""
     out = []
     for i in range(n):
-        mac = "02:%02x:%02x:%02x:%02x:%02x" % (0x4e, (i >> 24) & 255, (i >> 16) & 255,
-                                               (i >> 8) & 255, i & 255)
+        mac = (f"02:{0x4e:02x}:{(i >> 24) & 255:02x}:{(i >> 16) & 255:02x}:"
+               f"{(i >> 8) & 255:02x}:{i & 255:02x}")
         vtep = f"198.18.{1 + (i // 250) % 250}.{1 + i % 250}"
         out.append((mac, vtep))
     return out
@@ -41,7 +41,7 @@ def _count_fdb(ns: str) -> int:
     return sum(1 for line in out.splitlines() if " dst " in line)
 
 
-def run_fdb_benchmark(n: int = 10000) -> dict[str, float]:
+def run_bench(n: int = 10000) -> dict[str, float]:
     """Time ``bridge -batch`` and nvo3's bulk path for ``n`` FDB entries."""
     ns = f"nvo3-bench-{os.getpid()}"
     entries = bench_entries(n)
@@ -85,4 +85,4 @@ def run_fdb_benchmark(n: int = 10000) -> dict[str, float]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(run_fdb_benchmark())
+    print(run_bench())

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nvo3.common import names
 from nvo3.lab import probe
 from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, down, session, up, vm_namespace
 from nvo3.lab.use_cases import Demo
@@ -38,14 +39,13 @@ GOAL_REPLICATION_MS = 0.0
 SETTLE_S = 0.5
 PORT = 7098
 PREFIX = "nvo3bench"
-ND_NS = "urn:nvo3:yang:nvo3-ndirector"
 
 
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def _timeline(path: Path, received: dict[int, float], t0: float, moves: list[dict[str, Any]],
@@ -80,7 +80,7 @@ def _timeline(path: Path, received: dict[int, float], t0: float, moves: list[dic
 
 
 def _move(d: Demo, c: Any, kind: str, dst: str) -> tuple[float, float, dict[str, Any]]:
-    given = {"tenant": "alice", "name": "vm1", "destination-vserver": dst}
+    given: dict[str, Any] = {"tenant": "alice", "name": "vm1", "destination-vserver": dst}
     if kind == "replicate":
         given["terminate-source"] = True
     t0 = time.monotonic()
@@ -94,9 +94,8 @@ def measure(d: Demo, moves: int = 20, replications: int = 4,
     vm1, vm9 = d.topo.vm("vm1"), d.topo.vm("vm9")
     homes = ("vserver3", "vserver1")
     with session(d.state.daemon(NDIRECTOR)) as c:
-        c.edit_config(f'<config><ndirector xmlns="{ND_NS}"><duplicate-mac-detection>'
-                      "<enabled>false</enabled></duplicate-mac-detection></ndirector>"
-                      "</config>", target="running")
+        peer.merge_config(c, names.NDIRECTOR, {"ndirector": {
+            "duplicate-mac-detection": {"enabled": False}}})
     rx = probe.Receiver(vm_namespace(d.state.prefix, "*", vm1.tenant, vm1.name), PORT).start()
     tx = probe.start_sender(d.ns_of(vm9, d.topo.host(vm9.host).vserver), vm1.ip, PORT, 1.0,
                             600.0)
@@ -107,7 +106,7 @@ def measure(d: Demo, moves: int = 20, replications: int = 4,
         with session(d.state.daemon(ROOT_VCENTER)) as c:
             plan = [("relocate", homes[i % 2]) for i in range(moves)]
             at = homes[(moves - 1) % 2]
-            for i in range(replications):
+            for _ in range(replications):
                 at = homes[0] if at == homes[1] else homes[1]
                 plan.append(("replicate", at))
             for n, (kind, dst) in enumerate(plan, 1):
@@ -169,7 +168,7 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_migration_bench(json_output: bool = False, moves: int = 20,
+def run_bench(json_output: bool = False, moves: int = 20,
                         png: Path = Path("migration-timeline.png")) -> int:
     if logging.getLogger().level == logging.INFO:
         logging.getLogger().setLevel(logging.WARNING)

@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nvo3.common.names import NVE_NS
 from nvo3.launcher import start_role
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
 #: Netopeer2 2.4.5 on this machine kind, one ncclient session with a 1 ms tick.
 NETOPEER2 = {"get_config_p50_ms": 2.9, "edits_1000_s": 3.9, "bulk_edit_s": 0.24,
              "bulk_get_config_s": 0.073, "rss_mb": 50.0}
 
 
 def _mac(i: int) -> str:
-    return "02:%02x:%02x:%02x:%02x:%02x" % (0x10 + (i >> 32 & 0xff), i >> 24 & 0xff,
-                                             i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff)
+    return (f"02:{0x10 + (i >> 32 & 0xff):02x}:{i >> 24 & 0xff:02x}:{i >> 16 & 0xff:02x}:"
+            f"{i >> 8 & 0xff:02x}:{i & 0xff:02x}")
 
 
 def _network(vni: int, macs: str = "") -> str:
@@ -45,7 +45,7 @@ def _progress(label: str) -> None:
     print(f"  {label} ...", end="", flush=True, file=sys.stderr)
 
 
-def run(entries: int = 10_000) -> dict[str, Any]:
+def run_bench(entries: int = 10_000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nvo3-bench-") as tmp:
         # the engine alone: the NVE's modules, no kernel programming behind them
         daemon = start_role("nve", Path(tmp), extra_args=("--store-only",))

@@ -1,4 +1,4 @@
-"""`run_nve_bench`: n remote MACs in ONE edit-config to a real NVE agent, against `bridge -batch`.
+"""`nvo3 bench nve`: n remote MACs in ONE edit-config to a real NVE agent, against `bridge -batch`.
 
 Side by side in the same run, each in a throwaway namespace (198.18.0.0/15 addresses, removed
 whatever happens):
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from nvo3.bench.fdb import bench_entries
+from nvo3.common.names import NVE_NS
 from nvo3.launcher import start_role
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
 VNI = 4242
 LOCAL = "198.18.0.1"
 
@@ -105,7 +105,7 @@ def time_bridge_batch(n: int) -> float:
         subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
 
 
-def run_nve_bench(n: int = 10_000) -> dict[str, Any]:
+def run_bench(n: int = 10_000) -> dict[str, Any]:
     """Measure both, print them and the ratio, return the figures."""
     agent = time_agent(n)
     bridge_s = time_bridge_batch(n)
@@ -120,4 +120,4 @@ def run_nve_bench(n: int = 10_000) -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run_nve_bench()
+    run_bench()

@@ -39,21 +39,20 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nvo3.common import names
+from nvo3.common.tree import Tree
 from nvo3.lab.netns import Netns, run
 from nvo3.lab.state import Daemon, LabState, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
 from nvo3.launcher import RoleProcess, start_role
 from nvo3.netconf.client.session import Client, connect
-from nvo3.roles.peers import codec as peer
+from nvo3.netconf.proto.xml import MONITORING_NS
+from nvo3.roles.peers import codec
 
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
-VS_NS = "urn:nvo3:yang:nvo3-vserver"
-VC_NS = "urn:nvo3:yang:nvo3-vcenter"
-ND_NS = "urn:nvo3:yang:nvo3-ndirector"
-MON_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 ROOT_VCENTER = "vcenter-root"
 NDIRECTOR = "ndirector"
 REPORT_INTERVAL_S = 5
@@ -99,7 +98,7 @@ def work_dir_for(prefix: str, path: Path | None = None) -> Path:
 def client(d: Daemon, **kwargs: Any) -> Client:
     """A verified NETCONF session to a daemon of the lab."""
     return connect(d.host, d.port, d.username, d.password, host_key=d.host_key,
-                   **kwargs)  # type: ignore[arg-type]
+                   **kwargs)
 
 
 @contextlib.contextmanager
@@ -111,18 +110,18 @@ def session(d: Daemon) -> Iterator[Client]:
         c.close()
 
 
-def _peer(d: Daemon, name: str, extra: str = "") -> str:
-    """The address/port/credentials/host-key leaves of a peer entry (XML)."""
-    return (f"<name>{name}</name><address>{d.host}</address><port>{d.port}</port>"
-            f"<username>{d.username}</username><password>{d.password}</password>"
-            f"<host-key>{d.host_key}</host-key>{extra}")
+def _peer(d: Daemon, name: str, **extra: Any) -> Tree:
+    """A peer entry: name, address, port, credentials and host key of daemon `d`, then
+    `extra` leaves (a dict in the codec's shape)."""
+    return {"name": name, "address": d.host, "port": d.port, "username": d.username,
+            "password": d.password, "host-key": d.host_key, **extra}
 
 
-def _edit(d: Daemon, ns: str, top: str, inner: str) -> None:
-    """edit-config merge of <top xmlns=ns>inner</top> into the daemon's running datastore."""
+def _edit(d: Daemon, module: str, top: str, body: Tree) -> None:
+    """edit-config merge of /module:top = `body` into the daemon's running datastore (built
+    and validated by the codec)."""
     with session(d) as c:
-        c.edit_config(f'<config><{top} xmlns="{ns}">{inner}</{top}></config>',
-                      target="running")
+        codec.merge_config(c, module, {top: body})
 
 
 # -- up ------------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ class _Builder:
         self.save()
         net.bridge(underlay, "ulbr")
         plen = self.topo.underlay.prefixlen
-        for i, h in enumerate(self.topo.hosts, 1):
+        for h in self.topo.hosts:
             ns = net.namespace(h.name)
             self.state.namespaces.append(ns)
             self.save()
@@ -195,48 +194,41 @@ class _Builder:
         st, topo = self.state, self.topo
         # NVE agents: identity and VTEP; the vServers add networks and attachments
         for h in topo.hosts:
-            _edit(st.daemon(nve_name(h.name)), NVE_NS, "nve",
-                  f"<nve-id>{h.name}</nve-id><local-vtep-address>{h.underlay_address}"
-                  "</local-vtep-address>")
+            _edit(st.daemon(nve_name(h.name)), names.NVE, "nve",
+                  {"nve-id": h.name, "local-vtep-address": h.underlay_address})
         # nDirector: every NVE (with its VTEP) and one network per tenant VNI
-        nves = "".join(f"<nve>{_peer(st.daemon(nve_name(h.name)), h.name)}<vtep-address>"
-                       f"{h.underlay_address}</vtep-address></nve>" for h in topo.hosts)
-        members = "".join(f"<member-nve>{h.name}</member-nve>" for h in topo.hosts)
-        nets = "".join(f"<network><vni>{t.vni}</vni><name>{t.name}</name><tenant>{t.name}"
-                       f"</tenant>{members}</network>" for t in topo.tenants)
-        _edit(st.daemon(NDIRECTOR), ND_NS, "ndirector",
-              f"<nves>{nves}</nves><networks>{nets}</networks>")
-        tenants = "<tenants>" + "".join(
-            f"<tenant><name>{t.name}</name><vnid>{t.vni}</vnid>"
-            + "".join(f"<vm-group><name>{g}</name></vm-group>" for g in t.vm_groups)
-            + "</tenant>" for t in topo.tenants) + "</tenants>"
+        nves = [_peer(st.daemon(nve_name(h.name)), h.name, **{"vtep-address": h.underlay_address})
+                for h in topo.hosts]
+        members = [h.name for h in topo.hosts]
+        nets = [{"vni": t.vni, "name": t.name, "tenant": t.name, "member-nve": members}
+                for t in topo.tenants]
+        _edit(st.daemon(NDIRECTOR), names.NDIRECTOR, "ndirector",
+              {"nves": {"nve": nves}, "networks": {"network": nets}})
+        tenants = {"tenant": [{"name": t.name, "vnid": t.vni,
+                               "vm-group": [{"name": g} for g in t.vm_groups]}
+                              for t in topo.tenants]}
         # child vCenters: their data center's vServers
         for dc in topo.data_centers:
-            vss = "".join(f"<vserver>{_peer(st.daemon(h.vserver), h.vserver)}<data-center>"
-                          f"{dc.name}</data-center><nve>{h.name}</nve></vserver>"
-                          for h in topo.hosts_in(dc.name))
-            _edit(st.daemon(vcenter_name(dc.name)), VC_NS, "vcenter",
-                  f"<name>{vcenter_name(dc.name)}</name><data-center>{dc.name}"
-                  f"</data-center>{tenants}<vservers>{vss}</vservers>")
+            vss = [_peer(st.daemon(h.vserver), h.vserver, **{"data-center": dc.name,
+                                                             "nve": h.name})
+                   for h in topo.hosts_in(dc.name)]
+            _edit(st.daemon(vcenter_name(dc.name)), names.VCENTER, "vcenter",
+                  {"name": vcenter_name(dc.name), "data-center": [dc.name], "tenants": tenants,
+                   "vservers": {"vserver": vss}})
         # root vCenter: the children
-        children = "".join(
-            f"<child-vcenter>{_peer(st.daemon(vcenter_name(dc.name)), vcenter_name(dc.name))}"
-            f"<data-center>{dc.name}</data-center></child-vcenter>"
-            for dc in topo.data_centers)
-        _edit(st.daemon(ROOT_VCENTER), VC_NS, "vcenter",
-              f"<name>{ROOT_VCENTER}</name>"
-              + "".join(f"<data-center>{dc.name}</data-center>" for dc in topo.data_centers)
-              + f"{tenants}<child-vcenters>{children}</child-vcenters>")
+        children = [_peer(st.daemon(vcenter_name(dc.name)), vcenter_name(dc.name),
+                          **{"data-center": [dc.name]}) for dc in topo.data_centers]
+        _edit(st.daemon(ROOT_VCENTER), names.VCENTER, "vcenter",
+              {"name": ROOT_VCENTER, "data-center": [dc.name for dc in topo.data_centers],
+               "tenants": tenants, "child-vcenters": {"child-vcenter": children}})
         # vServers: their NVE and their data center's vCenter
         for h in topo.hosts:
-            cap = "".join(f"<{k}>{v}</{k}>" for k, v in h.capacity.items())
             vc = st.daemon(vcenter_name(h.data_center))
-            _edit(st.daemon(h.vserver), VS_NS, "vserver",
-                  f"<name>{h.vserver}</name><data-center>{h.data_center}"
-                  f"</data-center><capacity>{cap}</capacity>"
-                  f"<nve>{_peer(st.daemon(nve_name(h.name)), h.name)}</nve>"
-                  f"<vcenter>{_peer(vc, vc.name)}<report-interval>{REPORT_INTERVAL_S}"
-                  "</report-interval></vcenter>")
+            _edit(st.daemon(h.vserver), names.VSERVER, "vserver",
+                  {"name": h.vserver, "data-center": h.data_center,
+                   "capacity": dict(h.capacity),
+                   "nve": _peer(st.daemon(nve_name(h.name)), h.name),
+                   "vcenter": _peer(vc, vc.name, **{"report-interval": REPORT_INTERVAL_S})})
         self.say("configured through NETCONF: NVEs, nDirector, "
                  f"{len(topo.data_centers)} child vCenters under {ROOT_VCENTER}, "
                  f"{len(topo.hosts)} vServers")
@@ -263,7 +255,7 @@ def create_vm(root: Client, topo: Topology, v: VmSpec, pinned: bool = True) -> d
         given["vserver"] = topo.host(v.host).vserver
     else:
         given["data-center"] = topo.data_center_of(v)
-    return peer.call(root, "nvo3-vcenter", "create-vm", given)
+    return codec.call(root, "nvo3-vcenter", "create-vm", given)
 
 
 def _sigterm_as_interrupt(*_: Any) -> None:
@@ -329,6 +321,11 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _has_cmdline(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie's or a gone process's cmdline is empty)."""
+    return bool(_cmdline(pid))
 
 
 def _is_ours(pid: int, state_dir: str) -> bool:
@@ -400,7 +397,7 @@ def down_leftovers(prefix: str, work_dir: Path) -> dict[str, int]:
     counts = {"daemons": 0, "processes": 0, "namespaces": 0}
     if work_dir.exists():
         for pid in _orphans(str(work_dir)):
-            counts["daemons"] += _stop_pid(pid, lambda p=pid: bool(_cmdline(p)))
+            counts["daemons"] += _stop_pid(pid, partial(_has_cmdline, pid))
     for ns in lab_namespaces(prefix):
         counts["processes"] += _kill_inside(ns)
         run("ip", "netns", "del", ns, check=False)
@@ -421,7 +418,7 @@ def down(path: Path | None = None, prefix: str | None = None) -> dict[str, int]:
             state = None                       # unreadable: fall back to the prefix
     if state is not None:
         for d in reversed(state.daemons):
-            counts["daemons"] += _stop_pid(d.pid, lambda d=d: _alive(d))
+            counts["daemons"] += _stop_pid(d.pid, partial(_alive, d))
     prefixes = {prefix or (state.prefix if state else None) or load().prefix}
     for p in prefixes:
         work = Path(state.work_dir) if state and state.work_dir else work_dir_for(p, path)
@@ -437,11 +434,11 @@ def sessions(d: Daemon) -> int | None:
     """NETCONF sessions on the daemon, not counting the one asking (None: unreachable)."""
     try:
         with session(d) as c:
-            data = c.get(filter=("subtree", f'<netconf-state xmlns="{MON_NS}"><sessions/>'
+            data = c.get(filter=("subtree", f'<netconf-state xmlns="{MONITORING_NS}"><sessions/>'
                                             "</netconf-state>"))
     except Exception:
         return None
-    return len(data.findall(f".//{{{MON_NS}}}session")) - 1
+    return len(data.findall(f".//{{{MONITORING_NS}}}session")) - 1
 
 
 def vms_of(state: LabState) -> list[dict[str, Any]]:
@@ -450,7 +447,7 @@ def vms_of(state: LabState) -> list[dict[str, Any]]:
     for d in state.of_role("vserver"):
         try:
             with session(d) as c:
-                tree = peer.get_state(c, "nvo3-vserver", "vserver")
+                tree = codec.get_state(c, "nvo3-vserver", "vserver")
         except Exception:
             continue
         for vm in (tree.get("vms") or {}).get("vm", []):
@@ -460,8 +457,8 @@ def vms_of(state: LabState) -> list[dict[str, Any]]:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([line.format(*header), line.format(*("-" * w for w in widths))]
                      + [line.format(*map(str, r)) for r in rows])
 
@@ -474,7 +471,7 @@ def status(path: Path | None = None) -> str:
         counts = list(pool.map(sessions, state.daemons))
     rows = [[d.name, d.role, d.data_center or "-", d.netns or "-", str(d.pid),
              "yes" if _alive(d) else "NO", f"{d.host}:{d.port}",
-             "-" if n is None else str(n)] for d, n in zip(state.daemons, counts)]
+             "-" if n is None else str(n)] for d, n in zip(state.daemons, counts, strict=True)]
     out = [f"lab {state.prefix} (topology {state.topology}, state {path})", "",
            _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "sessions"],
                   rows)]

@@ -30,15 +30,6 @@ def ping(ns: str, address: str, count: int = 1, wait_s: int = 1) -> bool:
                       check=False, timeout=count * wait_s + 5).returncode == 0
 
 
-def remove_leftovers(prefix: str) -> list[str]:
-    """Delete every namespace whose name starts with `prefix`; returns their names."""
-    names = [line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines()
-             if line.startswith(prefix)]
-    for name in names:
-        run("ip", "netns", "del", name, check=False)
-    return names
-
-
 @dataclass
 class Netns:
     """Namespaces and links of one lab; `cleanup()` removes them all."""

@@ -122,7 +122,7 @@ class Receiver:
 
 
 def start_sender(netns: str, dst: str, port: int, interval_ms: float, seconds: float,
-                 ) -> subprocess.Popen:  # type: ignore[type-arg]
+                 ) -> subprocess.Popen[str]:
     """The sender process inside `netns` (the caller stops it by PID; it also ends itself)."""
     return subprocess.Popen(
         ["ip", "netns", "exec", netns, sys.executable, "-m", "nvo3.lab.probe", "send", dst,
@@ -131,7 +131,7 @@ def start_sender(netns: str, dst: str, port: int, interval_ms: float, seconds: f
         start_new_session=True)
 
 
-def stop_sender(proc: subprocess.Popen, timeout: float = 5.0) -> dict[str, float]:  # type: ignore[type-arg]
+def stop_sender(proc: subprocess.Popen[str], timeout: float = 5.0) -> dict[str, float]:
     """Stop the sender (SIGTERM by PID) and return what it reports: t0, interval, sent."""
     if proc.poll() is None:
         proc.terminate()

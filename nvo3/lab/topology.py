@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCHMARK_RANGE = ipaddress.ip_network("198.18.0.0/15")
+BENCHMARK_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 #: The lab's default topology, shipped in the package.
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "two-dc.toml"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,14}$")   # fits interface names, no ':' or '-'
@@ -129,7 +129,7 @@ class _Checker:
         return str(value)
 
     def address(self, value: Any, where: str,
-                within: ipaddress.IPv4Network = BENCHMARK_RANGE) -> str:
+                within: ipaddress.IPv4Network | ipaddress.IPv6Network = BENCHMARK_RANGE) -> str:
         try:
             addr = ipaddress.ip_address(value)
         except ValueError:
@@ -169,7 +169,7 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
     try:
         underlay = ipaddress.ip_network(raw.get("underlay", "198.18.0.0/24"))
         if not isinstance(underlay, ipaddress.IPv4Network) or \
-                not underlay.subnet_of(BENCHMARK_RANGE):  # type: ignore[arg-type]
+                not underlay.subnet_of(BENCHMARK_RANGE):
             check.fail("underlay", f"{underlay} is not an IPv4 network inside "
                        f"{BENCHMARK_RANGE}")
             underlay = ipaddress.IPv4Network("198.18.0.0/24")
@@ -244,8 +244,9 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
                           check.address(v["ip"], f"{where}.ip"), bool(v.get("on-demand"))))
     check.unique([v.name for v in vms], "vm")
     check.unique([v.mac for v in vms], "vm.mac")
-    for t in tenants:
-        check.unique([v.ip for v in vms if v.tenant == t.name], f"vm.ip (tenant {t.name})")
+    for tenant in tenants:
+        check.unique([v.ip for v in vms if v.tenant == tenant.name],
+                     f"vm.ip (tenant {tenant.name})")
     if check.problems:
         where = f"{path}: " if path else ""
         raise TopologyError(f"{where}invalid topology:\n  " + "\n  ".join(check.problems))

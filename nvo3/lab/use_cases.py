@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nvo3.common import names
 from nvo3.lab import probe
 from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, create_vm, nve_name, session, vm_namespace
 from nvo3.lab.netns import netns_exec, run
@@ -35,7 +36,7 @@ from nvo3.lab.topology import Topology, VmSpec, load
 from nvo3.netconf.client.session import Client, RemoteRpcError
 from nvo3.roles.peers import codec as peer
 
-VC = "nvo3-vcenter"
+VC = names.VCENTER
 PROBE_PORT = 7099
 
 
@@ -157,9 +158,9 @@ def use_case_1(d: Demo) -> dict[str, Any]:
     out.update(vserver=vs, nve=nve, vcenter=reply.get("vcenter"))
 
     say.begin(f"NVE {nve}: attachment of {vm.mac}")
-    with session(d.state.daemon(nve_name(nve))) as c:
+    with session(d.state.daemon(nve_name(str(nve)))) as c:
         cfg = peer.get_config(c, "nvo3-nve", "nve")
-    att = next((a for a in (cfg.get("attachments") or {}).get("attachment", [])
+    att: dict[str, Any] = next((a for a in (cfg.get("attachments") or {}).get("attachment", [])
                 if a["mac"] == vm.mac), {})
     out["attachment"] = att.get("state")
     say.end(f"{att.get('state')} on port {att.get('port')}, VNI {att.get('vni')}")
@@ -183,7 +184,7 @@ def use_case_1(d: Demo) -> dict[str, Any]:
     nves = wait_for(pushed, 5.0, 0.05)
     with session(d.state.daemon(NDIRECTOR)) as c:
         table = peer.get_state(c, "nvo3-ndirector", "ndirector").get("mapping-table") or {}
-    row = next((m for n in table.get("network", []) if int(n["vni"]) == vni
+    row: dict[str, Any] = next((m for n in table.get("network", []) if int(n["vni"]) == vni
                 for m in n.get("mapping", []) if m["mac"] == vm.mac), {})
     out["pushed_to"] = nves
     say.end(f"{vm.mac} -> {row.get('nve')} ({row.get('vtep-address')}), sequence "
@@ -257,7 +258,8 @@ def use_case_3(d: Demo) -> dict[str, Any]:
     say.heading(3, 4, "several data centers as one",
                 f"one endpoint, {ROOT_VCENTER}, answers lookup-vm for the VMs of "
                 f"{' and '.join(dc.name for dc in topo.data_centers)}.")
-    rows, dcs = [], set()
+    rows: list[dict[str, Any]] = []
+    dcs: set[str] = set()
     with session(d.state.daemon(ROOT_VCENTER)) as c:
         for vm in topo.vms:
             say.begin(f"lookup-vm {vm.tenant}/{vm.name}")
@@ -266,7 +268,7 @@ def use_case_3(d: Demo) -> dict[str, Any]:
                 say.end("not running")
                 continue
             vs = row.get("vserver")
-            dc = row.get("data-center") or topo.host_of_vserver(vs).data_center
+            dc = row.get("data-center") or topo.host_of_vserver(str(vs)).data_center
             dcs.add(dc)
             rows.append({"vm": f"{vm.tenant}/{vm.name}", "data-center": dc, "vserver": vs,
                          "vcenter": row.get("vcenter"), "nve": row.get("nve"),

@@ -1,4 +1,7 @@
-"""What every verb shares: calling the daemon, turning failures into exit codes."""
+"""What every verb shares: calling the daemon, turning failures into exit codes.
+
+The verbs themselves are put together in :mod:`nvo3.verbs.registry`; this module imports none
+of them."""
 
 from __future__ import annotations
 
@@ -9,13 +12,12 @@ from typing import Any
 
 import libyang
 
+from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client, ClientError, RemoteRpcError
-from nvo3.roles.peers import codec as peer
-from nvo3.verbs import OK, REFUSED, USAGE
+from nvo3.roles.peers import codec
+from nvo3.verbs import REFUSED, USAGE
 from nvo3.verbs.output import error, report_refusal
 from nvo3.verbs.targets import Target, TargetError, resolve, session
-
-Tree = dict[str, Any]
 
 
 class Refused(Exception):
@@ -46,7 +48,7 @@ def plain(value: Any) -> Any:
 def rpc(client: Client, module: str, name: str, given: Tree) -> Tree:
     """`module:name` with `given` input; its output, or Refused."""
     try:
-        return plain(peer.call(client, module, name, given))
+        return plain(codec.call(client, module, name, given))
     except RemoteRpcError as exc:
         raise Refused(name, exc) from None
     except libyang.LibyangError as exc:
@@ -54,14 +56,11 @@ def rpc(client: Client, module: str, name: str, given: Tree) -> Tree:
 
 
 def state(client: Client, module: str, top: str) -> Tree:
+    """Configuration and state under /module:top; Refused on an rpc-error."""
     try:
-        return peer.get_state(client, module, top)
+        return codec.get_state(client, module, top)
     except RemoteRpcError as exc:
         raise Refused("get", exc) from None
-
-
-def entries(tree: Tree | None, container: str, name: str) -> list[Tree]:
-    return list(((tree or {}).get(container) or {}).get(name) or [])
 
 
 Verb = Callable[[argparse.Namespace, Client], int]
@@ -92,22 +91,3 @@ def run(role: str, verb: Verb, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
-    return OK
-
-
-def parent() -> argparse.ArgumentParser:
-    """The options every verb takes: --json and where to connect."""
-    from nvo3.verbs.targets import add_options
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    add_options(p)
-    return p
-
-
-def add_parsers(sub: Any) -> None:
-    """Add the `vm`, `mapping`, `nve` and `group` commands to the `nvo3` parser."""
-    from nvo3.verbs import group, mapping, vm
-    from nvo3.verbs import nve_status as nve
-    common = parent()
-    for module in (vm, mapping, nve, group):
-        module.add_parser(sub, common)

@@ -11,56 +11,51 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lxml import etree
+import libyang
 
+from nvo3.common.names import VCENTER as MODULE
+from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client, RemoteRpcError
-from nvo3.roles.peers import codec as peer
+from nvo3.roles.peers import codec
+from nvo3.roles.peers.codec import OPERATION
 from nvo3.verbs import OK
-from nvo3.verbs.common import NotFound, Refused, entries, run, state
+from nvo3.verbs.common import BadInput, NotFound, Refused, run, state
 from nvo3.verbs.output import emit_json, table
 
-MODULE = "nvo3-vcenter"
-VC = "urn:nvo3:yang:nvo3-vcenter"
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
 COLUMNS = (("tenant", "TENANT"), ("name", "GROUP"), ("vlan", "VLAN"), ("vcpus", "VCPUS"),
            ("memory", "MEMORY"), ("disk", "DISK"), ("member-count", "MEMBERS"),
            ("description", "DESCRIPTION"))
 
 
-def edit(tenant: str, group: str, operation: str, profile: dict[str, Any] | None = None,
-         description: str | None = None) -> str:
-    """The <config> for one vm-group edit (built without I/O)."""
-    config = etree.Element(f"{{{NC}}}config", nsmap={"nc": NC})
-    vc = etree.SubElement(config, f"{{{VC}}}vcenter", nsmap={None: VC})
-    t = etree.SubElement(etree.SubElement(vc, f"{{{VC}}}tenants"), f"{{{VC}}}tenant")
-    etree.SubElement(t, f"{{{VC}}}name").text = tenant
-    g = etree.SubElement(t, f"{{{VC}}}vm-group")
-    g.set(f"{{{NC}}}operation", operation)
-    etree.SubElement(g, f"{{{VC}}}name").text = group
+def edit(tenant: str, group: str, operation: str, profile: Tree | None = None,
+         description: str | None = None) -> Tree:
+    """The /vcenter tree of one vm-group edit (built without I/O; the codec validates it)."""
+    entry: Tree = {OPERATION: operation, "name": group}
     if description:
-        etree.SubElement(g, f"{{{VC}}}description").text = description
+        entry["description"] = description
     if profile:
-        p = etree.SubElement(g, f"{{{VC}}}profile")
+        body: Tree = {}
         if profile.get("vlan") is not None:
-            etree.SubElement(p, f"{{{VC}}}vlan").text = str(profile["vlan"])
+            body["vlan"] = profile["vlan"]
         res = {k: v for k, v in (profile.get("resources") or {}).items() if v is not None}
         if res:
-            r = etree.SubElement(p, f"{{{VC}}}resources")
-            for k, v in res.items():
-                etree.SubElement(r, f"{{{VC}}}{k}").text = str(v)
-    return etree.tostring(config).decode()
+            body["resources"] = res
+        entry["profile"] = body
+    return {"vcenter": {"tenants": {"tenant": [{"name": tenant, "vm-group": [entry]}]}}}
 
 
-def _edit(client: Client, config: str) -> None:
+def _edit(client: Client, tree: Tree) -> None:
     try:
-        client.edit_config(config, target="running")
+        codec.merge_config(client, MODULE, tree)
     except RemoteRpcError as exc:
         raise Refused("edit-config", exc) from None
+    except (libyang.LibyangError, TypeError) as exc:
+        raise BadInput(f"edit-config: invalid input: {exc}") from None
 
 
 def _tenants(client: Client) -> list[str]:
     try:
-        vc = peer.get_config(client, MODULE, "vcenter")
+        vc = codec.get_config(client, MODULE, "vcenter")
     except RemoteRpcError as exc:
         raise Refused("get-config", exc) from None
     return [t["name"] for t in entries(vc, "tenants", "tenant")]
@@ -79,7 +74,8 @@ def create(args: argparse.Namespace, client: Client) -> int:
     return OK
 
 
-def rows_of(vc: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_of(vc: Tree) -> list[Tree]:
+    """One row per vm-group of the vCenter's state."""
     rows = []
     for t in entries(vc, "tenants", "tenant"):
         for g in t.get("vm-group") or []:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nvo3.common.names import NDIRECTOR as MODULE
+from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client
 from nvo3.verbs import OK
-from nvo3.verbs.common import entries, run, state
+from nvo3.verbs.common import run, state
 from nvo3.verbs.output import emit_json, table
 
-MODULE = "nvo3-ndirector"
 COLUMNS = (("vni", "VNI"), ("mac", "MAC"), ("ip-address", "IP"), ("nve", "NVE"),
            ("vtep-address", "VTEP"), ("state", "STATE"), ("sequence-number", "SEQ"),
            ("moves", "MOVES"), ("frozen", "FROZEN"))
 
 
-def rows_of(nd: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_of(nd: Tree) -> list[Tree]:
     return [{"vni": net["vni"], **m} for net in entries(nd, "mapping-table", "network")
             for m in net.get("mapping") or []]
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nvo3.common.names import NDIRECTOR as MODULE
+from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client
 from nvo3.verbs import OK, REFUSED
-from nvo3.verbs.common import entries, run, state
+from nvo3.verbs.common import run, state
 from nvo3.verbs.output import emit_json, table
 
-MODULE = "nvo3-ndirector"
 COLUMNS = (("name", "NVE"), ("address", "ADDRESS"), ("vtep-address", "VTEP"),
            ("state", "SESSION"), ("since", "SINCE"), ("local-mappings", "LOCAL"),
            ("remote-mappings", "REMOTE"), ("pushes", "PUSHES"),
            ("push-failures", "FAILED"), ("last-error", "LAST ERROR"))
 
 
-def rows_of(nd: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_of(nd: Tree) -> list[Tree]:
     rows = []
     for nve in entries(nd, "nves", "nve"):
         session = nve.get("session") or {}

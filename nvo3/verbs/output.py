@@ -38,7 +38,7 @@ def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]],
     grid += [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
     for line in grid:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip(), file=out)
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
 
 
 def fields(pairs: Iterable[tuple[str, Any]], out: TextIO | None = None) -> None:

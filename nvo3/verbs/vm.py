@@ -14,13 +14,15 @@ import ipaddress
 import re
 from typing import Any
 
+from nvo3.common.names import NDIRECTOR
+from nvo3.common.names import VCENTER as MODULE
+from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client
 from nvo3.verbs import OK, REFUSED
-from nvo3.verbs.common import BadInput, NotFound, Refused, Tree, entries, rpc, run, state
+from nvo3.verbs.common import BadInput, NotFound, Refused, rpc, run, state
 from nvo3.verbs.output import Progress, emit_json, error_dict, fields, table
 from nvo3.verbs.targets import TargetError, resolve, session
 
-MODULE = "nvo3-vcenter"
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 
 LIST_COLUMNS = (("tenant", "TENANT"), ("name", "NAME"), ("state", "STATE"),
@@ -134,7 +136,7 @@ def _bulk_report(results: list[Tree], as_json: bool, columns: tuple[tuple[str, s
     else:
         rows = [{**r, "error": f"{r['error']['tag']}: {r['error']['message']}"}
                 if "error" in r else r for r in results]
-        table(rows, columns + (("error", "ERROR"),))
+        table(rows, (*columns, ("error", "ERROR")))
     return REFUSED if any(r["result"] != "ok" for r in results) else OK
 
 
@@ -210,7 +212,7 @@ def with_vteps(args: argparse.Namespace, rows: list[Tree]) -> list[Tree]:
         with session(resolve("ndirector", args)) as nd:
             for r in missing:
                 try:
-                    found = rpc(nd, "nvo3-ndirector", "lookup",
+                    found = rpc(nd, NDIRECTOR, "lookup",
                                 {"vni": r["vnid"], "mac": r["mac-address"]})
                 except Refused:
                     continue

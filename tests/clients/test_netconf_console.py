@@ -78,7 +78,7 @@ def test_locked_edit(nd: Server) -> None:
 
 def test_commit_confirmed_then_confirmed(nd: Server) -> None:
     out = recipe(nd, "commit_confirmed", env={"NC_CONFIRM_TIMEOUT": "2"}).stdout
-    edit, confirmed, data, confirm = replies(out)
+    _edit, _confirmed, data, confirm = replies(out)
     assert data.xpath("//nd:network/nd:vni/text()", namespaces=NS) == ["10010"]
     assert confirm.tag == f"{{{NC}}}ok"
     time.sleep(2.5)                                  # past the timeout: it was confirmed

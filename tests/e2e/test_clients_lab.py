@@ -230,7 +230,7 @@ def test_recipe_commit_confirmed(lab: Path, tmp_path: Path) -> None:
                        .replace("10040", "10041").replace(">dave<", ">dave2<"))
     out = recipe(lab, "ndirector", "commit_confirmed", str(payload),
                  env={"NC_CONFIRM_TIMEOUT": "2"}).stdout
-    edit, confirmed, data, confirm = replies(out)
+    _edit, _confirmed, data, confirm = replies(out)
     assert "10041" in data.xpath("//nd:network/nd:vni/text()", namespaces=NS)
     assert confirm.tag == f"{{{NC}}}ok"
     time.sleep(2.5)                                  # past the timeout: it was confirmed

@@ -115,14 +115,15 @@ class Duplicate:
 
 
 @dataclass
-class Outcome:
-    """What one call did."""
+class MappingOutcome:
+    """What one call on the mapping table did: mappings changed, reports refused, duplicate
+    MACs detected."""
 
     changes: list[Change] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
 
-    def extend(self, other: Outcome) -> None:
+    def extend(self, other: MappingOutcome) -> None:
         self.changes += other.changes
         self.refused += other.refused
         self.duplicates += other.duplicates
@@ -184,7 +185,7 @@ class MappingTable:
         if m is not None and seq > m.seq and nve == m.nve:
             m.seq = seq
 
-    def report(self, r: Report, now: float) -> Outcome:
+    def report(self, r: Report, now: float) -> MappingOutcome:
         """An NVE reports (vni, mac) attached (new, changed, or re-read)."""
         self.candidates.setdefault(r.key, {})[r.nve] = r
         cur = self.mappings.get(r.key)
@@ -193,9 +194,9 @@ class MappingTable:
         if cur.nve == r.nve:
             return self._update(cur, r)
         if cur.seeded is not None and cur.seeded[1] == r.nve and r.time is None:
-            return self._confirm_seed(cur, r)
+            return self._confirm_seed(cur, r, cur.seeded[0])
         if r.state != ACTIVATED:
-            return Outcome()            # make-before-break: pre-installed, not forwarding yet
+            return MappingOutcome()            # make-before-break: pre-installed, not forwarding yet
         reason = self._stale(cur, r)
         if reason is None and cur.frozen:
             reason = "frozen duplicate MAC"
@@ -203,27 +204,27 @@ class MappingTable:
             return self._refuse(cur, r, reason)
         return self._move(cur, r, now)
 
-    def withdraw(self, vni: int, mac: str, nve: str, now: float) -> Outcome:
+    def withdraw(self, vni: int, mac: str, nve: str, now: float) -> MappingOutcome:
         """An NVE no longer has (vni, mac) attached."""
         cands = self.candidates.get((vni, mac), {})
         if cands.pop(nve, None) is None:
-            return Outcome()
+            return MappingOutcome()
         if not cands:
             self.candidates.pop((vni, mac), None)
         cur = self.mappings.get((vni, mac))
         if cur is None or cur.nve != nve:
-            return Outcome()
+            return MappingOutcome()
         best = self._best(cands.values())
         if best is None:
             del self.mappings[(vni, mac)]
             self.stats.updates += 1
-            return Outcome([Change("removed", _snapshot(cur))])
+            return MappingOutcome([Change("removed", _snapshot(cur))])
         return self._move(cur, best, now)
 
-    def snapshot(self, nve: str, reports: Iterable[Report], now: float) -> Outcome:
+    def snapshot(self, nve: str, reports: Iterable[Report], now: float) -> MappingOutcome:
         """Everything `nve` has attached, read from its datastore: reports, and withdrawals of
         what it no longer has."""
-        out = Outcome()
+        out = MappingOutcome()
         seen: set[Key] = set()
         for r in reports:
             seen.add(r.key)
@@ -235,9 +236,9 @@ class MappingTable:
             out.extend(self.withdraw(key[0], key[1], nve, now))
         return out
 
-    def tick(self, now: float) -> Outcome:
+    def tick(self, now: float) -> MappingOutcome:
         """Age move windows; unfreeze MACs whose recovery time passed."""
-        out = Outcome()
+        out = MappingOutcome()
         for m in list(self.mappings.values()):
             self._age(m, now)
             rec = self.dup.recovery
@@ -246,9 +247,9 @@ class MappingTable:
         return out
 
     def clear_duplicates(self, now: float, vni: int | None = None,
-                         mac: str | None = None) -> tuple[int, Outcome]:
+                         mac: str | None = None) -> tuple[int, MappingOutcome]:
         """Unfreeze (and restart the move count of) the selected frozen MACs."""
-        out, cleared = Outcome(), 0
+        out, cleared = MappingOutcome(), 0
         for m in list(self.mappings.values()):
             if m.frozen and (vni is None or m.vni == vni) and (mac is None or m.mac == mac):
                 cleared += 1
@@ -281,7 +282,7 @@ class MappingTable:
                                               c.time or 0.0, c.nve))
         return ranked[-1] if ranked else None
 
-    def _add(self, r: Report, now: float) -> Outcome:
+    def _add(self, r: Report, now: float) -> MappingOutcome:
         seed_seq, seed_nve = self.seeds.pop(r.key, (0, None))
         seq = seed_seq + (1 if seed_nve is not None and seed_nve != r.nve else 0)
         if r.seq is not None:
@@ -291,17 +292,17 @@ class MappingTable:
             m.seeded = (seed_seq, seed_nve)    # until the NVE it was at is read
         self.mappings[r.key] = m
         self.stats.updates += 1
-        return Outcome([Change("added", _snapshot(m))])
+        return MappingOutcome([Change("added", _snapshot(m))])
 
-    def _update(self, cur: Mapping, r: Report) -> Outcome:
+    def _update(self, cur: Mapping, r: Report) -> MappingOutcome:
         if r.time is not None and cur.time is not None and r.time < cur.time:
-            return Outcome()            # an older event of the same NVE: nothing to learn
+            return MappingOutcome()            # an older event of the same NVE: nothing to learn
         changed = (cur.ips, cur.state, cur.vm_id, cur.vtep) != (r.ips, r.state, r.vm_id, r.vtep)
         cur.ips, cur.state, cur.vm_id, cur.vtep = r.ips, r.state, r.vm_id, r.vtep
         cur.time = r.time if r.time is not None else cur.time
         if r.seq is not None and r.seq > cur.seq:
             cur.seq, changed = r.seq, True
-        out = Outcome()
+        out = MappingOutcome()
         if changed:
             self.stats.updates += 1
             out.changes.append(Change("updated", _snapshot(cur)))
@@ -313,28 +314,27 @@ class MappingTable:
                 out.extend(self._move(cur, best, r.time or 0.0))
         return out
 
-    def _confirm_seed(self, cur: Mapping, r: Report) -> Outcome:
+    def _confirm_seed(self, cur: Mapping, r: Report, seq: int) -> MappingOutcome:
         """After a restart, the location the NVEs pointed at is read after a leftover elsewhere:
         the pointed-at location wins, the leftover is refused as stale."""
-        seq, _ = cur.seeded  # type: ignore[misc]
         leftover = self.candidates.get(cur.key, {}).get(cur.nve)
         prev_nve, prev_vtep = cur.nve, cur.vtep
         cur.nve, cur.vtep, cur.ips, cur.state, cur.vm_id = r.nve, r.vtep, r.ips, r.state, r.vm_id
         cur.seq, cur.seeded = seq, None
         self.stats.updates += 1
-        out = Outcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
+        out = MappingOutcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
         if leftover is not None:
             self.stats.stale_refused += 1
             out.refused.append(Refusal(leftover, "read from the datastore, but the NVEs point "
                                        f"at {r.nve} (sequence number {seq})", r.nve, seq))
         return out
 
-    def _refuse(self, cur: Mapping, r: Report, reason: str) -> Outcome:
+    def _refuse(self, cur: Mapping, r: Report, reason: str) -> MappingOutcome:
         if not cur.frozen:
             self.stats.stale_refused += 1
-        return Outcome(refused=[Refusal(r, reason, cur.nve, cur.seq)])
+        return MappingOutcome(refused=[Refusal(r, reason, cur.nve, cur.seq)])
 
-    def _move(self, cur: Mapping, r: Report, now: float) -> Outcome:
+    def _move(self, cur: Mapping, r: Report, now: float) -> MappingOutcome:
         cur.seeded = None
         prev_nve, prev_vtep = cur.nve, cur.vtep
         cur.seq = max(cur.seq + 1, r.seq or 0)
@@ -344,7 +344,7 @@ class MappingTable:
         self.stats.updates += 1
         self._age(cur, now)
         cur.moves.append((now, prev_nve))
-        out = Outcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
+        out = MappingOutcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
         d = self.dup
         if d.enabled and not cur.frozen and len(cur.moves) >= d.max_moves:
             self.stats.duplicates += 1
@@ -358,16 +358,16 @@ class MappingTable:
         while m.moves and now - m.moves[0][0] > self.dup.window:
             m.moves.popleft()
 
-    def _unfreeze(self, m: Mapping, now: float) -> Outcome:
+    def _unfreeze(self, m: Mapping, now: float) -> MappingOutcome:
         m.frozen = False
         m.moves.clear()
         cands = self.candidates.get(m.key, {})
         best = self._best(cands.values())
         if best is None or best.nve == m.nve or best.state != ACTIVATED:
-            return Outcome()
+            return MappingOutcome()
         mine = cands.get(m.nve)
         if mine is not None and mine.state == ACTIVATED and (mine.time or 0.0) >= (best.time or 0.0):
-            return Outcome()
+            return MappingOutcome()
         return self._move(m, best, now)
 
 

@@ -9,36 +9,32 @@ notifications into dicts, and builds the edit-config payloads the nDirector send
   trees to roles.
 * Notifications are flat (a few leaves and one leaf-list per attachment): read with lxml
   directly, one notification or the ``change`` entries of an attachments-changed.
-* Writing: payloads are built as text from dicts, one ``<config>`` per push:
-  :class:`NveEdit` says what to merge and remove, or which subtrees to replace whole.
+* Writing: :class:`NveEdit` says what to merge and remove, or which subtrees to replace
+  whole; :func:`edit_tree` turns it into the codec's dict shape and the codec's text builder
+  (:func:`nvo3.roles.peers.codec.build_config_text`) into one ``<config>`` per push.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from nvo3.common.mac import norm_mac
+from nvo3.common.names import NVE, NVE_NS
+from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client
-from nvo3.roles.peers import codec as peer
+from nvo3.netconf.proto.xml import NOTIF_NS
+from nvo3.roles.peers import codec
+from nvo3.roles.peers.codec import OPERATION
 
-NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
-NVE_NS = "urn:nvo3:yang:nvo3-nve"
-NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 ATTACHMENT_EVENTS = ("attachment-added", "attachment-changed", "attachment-removed")
 BATCH_EVENT = "attachments-changed"      # every change of one bulk commit
 _LEAF_LISTS = {"ip-address"}
 _INTS = {"vni", "vlan"}
 
-Tree = dict[str, Any]
 Key = tuple[int, str]
-
-
-def norm_mac(mac: str) -> str:
-    return mac.strip().lower()
 
 
 # reading ------------------------------------------------------------------------------------
@@ -46,8 +42,6 @@ def norm_mac(mac: str) -> str:
 class NveConfig:
     """What the nDirector needs from an NVE's running configuration."""
 
-    nve_id: str | None = None
-    local_vtep: str | None = None
     attachments: list[Tree] = field(default_factory=list)
     remote_macs: dict[Key, Tree] = field(default_factory=dict)
     floods: dict[int, set[str]] = field(default_factory=dict)
@@ -61,18 +55,17 @@ def parse_nve_config(data: etree._Element) -> NveConfig:
     out = NveConfig()
     if node is None:
         return out
-    nve = peer.data_tree(etree.tostring(node).decode()).get("nve") or {}
-    out.nve_id, out.local_vtep = nve.get("nve-id"), nve.get("local-vtep-address")
-    for net in (nve.get("networks") or {}).get("network", []):
+    nve = codec.data_tree(etree.tostring(node).decode()).get("nve") or {}
+    for net in entries(nve, "networks", "network"):
         vni = int(net["vni"])
         out.networks.add(vni)
-        for rm in (net.get("remote-macs") or {}).get("remote-mac", []):
+        for rm in entries(net, "remote-macs", "remote-mac"):
             rm = {**rm, "mac": norm_mac(rm["mac"])}
             out.remote_macs[(vni, rm["mac"])] = rm
-        out.floods[vni] = {v["address"] for v in (net.get("flood-list") or {}).get("vtep", [])}
-    for att in (nve.get("attachments") or {}).get("attachment", []):
+        out.floods[vni] = {v["address"] for v in entries(net, "flood-list", "vtep")}
+    for att in entries(nve, "attachments", "attachment"):
         out.attachments.append({**att, "vni": int(att["vni"]), "mac": norm_mac(att["mac"])})
-    for pol in (nve.get("policies") or {}).get("policy", []):
+    for pol in entries(nve, "policies", "policy"):
         out.policies[(int(pol["vni"]), norm_mac(pol["mac"]))] = pol
     return out
 
@@ -167,101 +160,56 @@ class NveEdit:
             len(self.remove_policies)
 
 
-_REMOTE_ORDER = ("mac", "ip-address", "remote-vtep", "remote-nve", "sequence-number", "sticky")
+_REMOTE_ORDER = ("ip-address", "remote-vtep", "remote-nve", "sequence-number", "sticky")
+_REPLACE, _REMOVE = {OPERATION: "replace"}, {OPERATION: "remove"}
 
 
-def _x(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return escape(str(value))
+def _remote_mac(mac: str, entry: Tree, op: Tree) -> Tree:
+    """One remote-mac entry in schema order (key first)."""
+    node: Tree = {**op, "mac": mac}
+    for leaf in _REMOTE_ORDER:
+        value = entry.get(leaf)
+        if value is not None:
+            node[leaf] = value
+    return node
 
 
-def _fill_text(out: list[str], tree: Tree) -> None:
-    """:func:`_fill` as text."""
-    for name, value in tree.items():
-        if isinstance(value, dict):
-            out.append(f"<{name}>")
-            _fill_text(out, value)
-            out.append(f"</{name}>")
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    out.append(f"<{name}>")
-                    _fill_text(out, item)
-                    out.append(f"</{name}>")
-                else:
-                    out.append(f"<{name}>{_x(item)}</{name}>")
-        elif value is not None:
-            out.append(f"<{name}>{_x(value)}</{name}>")
+def _network(vni: int, ne: NetworkEdit) -> Tree:
+    node: Tree = {"vni": vni}
+    if ne.replace or ne.macs or ne.remove_macs:
+        op = {} if ne.replace else _REPLACE
+        macs = [_remote_mac(mac, ne.macs[mac], op) for mac in sorted(ne.macs)]
+        macs += [{**_REMOVE, "mac": mac} for mac in sorted(ne.remove_macs)]
+        node["remote-macs"] = {**(_REPLACE if ne.replace else {}), "remote-mac": macs}
+    if ne.replace or ne.vteps or ne.remove_vteps:
+        vteps = [{"address": v} for v in sorted(ne.vteps)]
+        vteps += [{**_REMOVE, "address": v} for v in sorted(ne.remove_vteps)]
+        node["flood-list"] = {**(_REPLACE if ne.replace else {}), "vtep": vteps}
+    return node
 
 
-def _remote_mac_text(mac: str, entry: Tree, op: str) -> str:
-    """One remote-mac entry (the hot path of a bulk push: one f-string when it can)."""
-    ips = entry.get("ip-address")
-    seq, sticky = entry.get("sequence-number"), entry.get("sticky")
-    if not ips and sticky is None and seq is not None:
-        return (f"<remote-mac{op}><mac>{escape(mac)}</mac><remote-vtep>"
-                f"{escape(str(entry['remote-vtep']))}</remote-vtep><remote-nve>"
-                f"{escape(str(entry['remote-nve']))}</remote-nve><sequence-number>{int(seq)}"
-                "</sequence-number></remote-mac>") if entry.get("remote-nve") is not None \
-            and entry.get("remote-vtep") is not None else _remote_mac_slow(mac, entry, op)
-    return _remote_mac_slow(mac, entry, op)
-
-
-def _remote_mac_slow(mac: str, entry: Tree, op: str) -> str:
-    parts = [f"<remote-mac{op}><mac>{escape(mac)}</mac>"]
-    for ip in entry.get("ip-address") or ():
-        parts.append(f"<ip-address>{escape(str(ip))}</ip-address>")
-    for leaf in _REMOTE_ORDER[2:]:
-        v = entry.get(leaf)
-        if v is not None:
-            parts.append(f"<{leaf}>{_x(v)}</{leaf}>")
-    parts.append("</remote-mac>")
-    return "".join(parts)
+def edit_tree(edit: NveEdit) -> Tree:
+    """The `{nve: ...}` tree of one edit (codec shape, OPERATION markers, schema order)."""
+    nve: Tree = {}
+    if edit.networks:
+        nve["networks"] = {"network": [_network(vni, edit.networks[vni])
+                                       for vni in sorted(edit.networks)]}
+    if edit.policies or edit.remove_policies or edit.replace_policies:
+        op = {} if edit.replace_policies else _REPLACE
+        policies = [{**op, "vni": vni, "mac": mac,
+                     **{k: v for k, v in body.items() if k not in ("vni", "mac")}}
+                    for (vni, mac), body in sorted(edit.policies.items())]
+        policies += [{**_REMOVE, "vni": vni, "mac": mac}
+                     for vni, mac in sorted(edit.remove_policies - set(edit.policies))]
+        nve["policies"] = {**(_REPLACE if edit.replace_policies else {}), "policy": policies}
+    return {"nve": nve}
 
 
 def build_edit_text(edit: NveEdit) -> str:
-    """The <config> of one edit-config as XML text, built as strings: a 7,500-entry resync is
-    3-6x cheaper this way than element by element (lxml), and the client parses the text once
-    anyway."""
-    out = [f'<nc:config xmlns:nc="{NC}"><nve xmlns="{NVE_NS}">']
-    replace_op, remove_op = ' nc:operation="replace"', ' nc:operation="remove"'
-    if edit.networks:
-        out.append("<networks>")
-        for vni in sorted(edit.networks):
-            ne = edit.networks[vni]
-            out.append(f"<network><vni>{int(vni)}</vni>")
-            if ne.replace or ne.macs or ne.remove_macs:
-                out.append(f"<remote-macs{replace_op if ne.replace else ''}>")
-                op = "" if ne.replace else replace_op
-                macs = ne.macs
-                out.extend(_remote_mac_text(mac, macs[mac], op) for mac in sorted(macs))
-                out.extend(f"<remote-mac{remove_op}><mac>{escape(mac)}</mac></remote-mac>"
-                           for mac in sorted(ne.remove_macs))
-                out.append("</remote-macs>")
-            if ne.replace or ne.vteps or ne.remove_vteps:
-                out.append(f"<flood-list{replace_op if ne.replace else ''}>")
-                out.extend(f"<vtep><address>{escape(v)}</address></vtep>"
-                           for v in sorted(ne.vteps))
-                out.extend(f"<vtep{remove_op}><address>{escape(v)}</address></vtep>"
-                           for v in sorted(ne.remove_vteps))
-                out.append("</flood-list>")
-            out.append("</network>")
-        out.append("</networks>")
-    if edit.policies or edit.remove_policies or edit.replace_policies:
-        out.append(f"<policies{replace_op if edit.replace_policies else ''}>")
-        op = "" if edit.replace_policies else replace_op
-        for (vni, mac), body in sorted(edit.policies.items()):
-            out.append(f"<policy{op}>")
-            _fill_text(out, {"vni": vni, "mac": mac,
-                             **{k: v for k, v in body.items() if k not in ("vni", "mac")}})
-            out.append("</policy>")
-        for vni, mac in sorted(edit.remove_policies - set(edit.policies)):
-            out.append(f"<policy{remove_op}><vni>{int(vni)}</vni><mac>{escape(mac)}</mac>"
-                       "</policy>")
-        out.append("</policies>")
-    out.append("</nve></nc:config>")
-    return "".join(out)
+    """The <config> of one edit-config, by the codec's text builder (every value escaped;
+    the values were validated when they came in, and a 7,500-entry resync is about ten times
+    cheaper this way than through libyang)."""
+    return codec.build_config_text(NVE, edit_tree(edit))
 
 
 def push(client: Client, edit: NveEdit) -> None:

@@ -23,20 +23,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from lxml import etree
 from ncclient.transport.session import SessionListener
 
+from nvo3.common.backoff import Backoff
+from nvo3.common.clock import iso
+from nvo3.common.tree import Tree
 from nvo3.netconf.client.fastssh import fingerprint
 from nvo3.netconf.client.session import Client, ClientError, HostKeyError, RemoteRpcError, connect
 from nvo3.roles.ndirector import nve_client as nc
-from nvo3.roles.ndirector.nve_client import AttachmentEvent, Key, NveConfig, NveEdit, Tree
+from nvo3.roles.ndirector.nve_client import AttachmentEvent, Key, NveConfig, NveEdit
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0     # reconnect: 0.1 s doubling up to 5 s
+PUSH_RETRY_FIRST = 0.2                  # a refused push: 0.2 s doubling up to BACKOFF_MAX
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,9 @@ class RemoteTracker:
             for vni, vteps in self.floods.items():
                 edit.network(vni).vteps |= vteps
             return edit
-        for (vni, mac), entry in t.macs.items():
-            if entry is not None:
-                edit.network(vni).macs[mac] = entry
+        for (vni, mac), wanted in t.macs.items():
+            if wanted is not None:
+                edit.network(vni).macs[mac] = wanted
             elif (vni, mac) in self.acked_macs:
                 edit.network(vni).remove_macs.add(mac)
         for vni, vteps in t.floods.items():
@@ -231,14 +234,10 @@ class _DownListener(SessionListener):
         self._down.set()
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 @dataclass
 class SessionStats:
     state: str = "down"
-    since: str = field(default_factory=_now_iso)
+    since: str = field(default_factory=iso)
     last_error: str | None = None
     host_key_seen: str | None = None
     last_push_latency_us: int | None = None
@@ -255,7 +254,7 @@ class NveSession:
         self.endpoint = endpoint
         self._gate = gate               # False while pushes must wait (nDirector start-up)
         self._reread = threading.Event()
-        self._failures = 0
+        self._push_backoff = Backoff(PUSH_RETRY_FIRST, BACKOFF_MAX)
         self.director = director
         self.lock = threading.Lock()
         self.tracker = RemoteTracker()
@@ -316,7 +315,7 @@ class NveSession:
         previous = self.stats.state
         if state == previous:
             return
-        self.stats.state, self.stats.since = state, _now_iso()
+        self.stats.state, self.stats.since = state, iso()
         if reason:
             self.stats.last_error = reason
         log.log(logging.INFO if state != "down" else logging.WARNING,
@@ -344,7 +343,7 @@ class NveSession:
         return client
 
     def _run(self) -> None:
-        backoff = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         while not self._stop.is_set():
             if not self.endpoint.enabled:
                 self._set_state("down", "disabled")
@@ -353,11 +352,11 @@ class NveSession:
             self._set_state("connecting")
             try:
                 self._session_once()
-                backoff = BACKOFF_MIN
+                backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
                 reason = "session closed"
             except HostKeyError as exc:
                 reason = f"host key mismatch: {exc}"
-                backoff = BACKOFF_MAX
+                backoff = Backoff(BACKOFF_MAX, BACKOFF_MAX)   # retrying soon will not help
             except (ClientError, RemoteRpcError, OSError, EOFError) as exc:
                 reason = str(exc) or type(exc).__name__
             except Exception as exc:   # a bug must not end the reconnect loop
@@ -371,8 +370,7 @@ class NveSession:
             if self._stop.is_set():
                 break
             self._set_state("down", reason)
-            self._stop.wait(backoff)
-            backoff = min(BACKOFF_MAX, backoff * 2)
+            self._stop.wait(backoff.next_delay())
         self._set_state("down", "stopped")
 
     def _session_once(self) -> None:
@@ -457,11 +455,10 @@ class NveSession:
             if not ok_pol:
                 self.tracker.dirty_policies |= set(token.policies)   # again with the next push
         if ok_map:
-            self._failures = 0
+            self._push_backoff.reset()
             self.director.nve_acked(self.name, token.generation)
         elif client.connected:
-            self._failures += 1         # refused: try again, backing off
-            self._stop.wait(min(BACKOFF_MAX, 0.1 * 2 ** min(self._failures, 6)))
+            self._stop.wait(self._push_backoff.next_delay())   # refused: try again, backing off
             self.kick()
 
     def _send(self, client: Client, edit: NveEdit, what: str) -> bool:

@@ -31,36 +31,36 @@ import logging
 import queue
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
-from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler, Tree
+from nvo3.common.clock import iso
+from nvo3.common.mac import norm_mac
+from nvo3.common.names import NDIRECTOR
+from nvo3.common.tree import Tree, entries
+from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler
 from nvo3.roles.ndirector.mapping_table import (
     ASSOCIATED,
     Change,
     DuplicateMacConfig,
+    MappingOutcome,
     MappingTable,
-    Outcome,
     Report,
 )
-from nvo3.roles.ndirector.nve_client import AttachmentEvent, NveConfig, norm_mac
+from nvo3.roles.ndirector.nve_client import AttachmentEvent, NveConfig
 from nvo3.roles.ndirector.nve_sessions import Endpoint, NveSession
 
 log = logging.getLogger(__name__)
 
-MODULE = "nvo3-ndirector"
+MODULE = NDIRECTOR
 STARTUP_GRACE_S = 10.0
 TICK_S = 1.0
 WITHDRAW_DELAY_S = 0.02     # a withdraw-only push waits this long after the installs
 Key = tuple[int, str]
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _list(tree: Tree | None, container: str, name: str) -> list[Tree]:
-    return list(((tree or {}).get(container) or {}).get(name) or [])
+def _stop_all(sessions: list[NveSession]) -> None:
+    for s in sessions:
+        s.stop()
 
 
 class NDirectorRole(Role):
@@ -89,7 +89,6 @@ class NDirectorRole(Role):
         self._generation = 0
         self._pending: dict[int, tuple[float, set[str]]] = {}
         self._conv = {"last": 0, "sum": 0, "count": 0, "max": 0}
-        self._stale_log = 0
 
     # life cycle ----------------------------------------------------------------------------
     def start(self, notifier: Notifier) -> None:
@@ -109,12 +108,12 @@ class NDirectorRole(Role):
     # configuration -------------------------------------------------------------------------
     def apply(self, change: ConfigChange) -> None:
         nd = change.after.get("ndirector") or {}
-        endpoints = {n["name"]: Endpoint.from_config(n) for n in _list(nd, "nves", "nve")}
+        endpoints = {n["name"]: Endpoint.from_config(n) for n in entries(nd, "nves", "nve")}
         members = {int(n["vni"]): set(n.get("member-nve") or [])
-                   for n in _list(nd, "networks", "network")}
-        vm_pol = {(int(p["vni"]), norm_mac(p["mac"])): p for p in _list(nd, "policies",
+                   for n in entries(nd, "networks", "network")}
+        vm_pol = {(int(p["vni"]), norm_mac(p["mac"])): p for p in entries(nd, "policies",
                                                                           "vm-policy")}
-        grp_pol = {(p["tenant"], p["group"]): p for p in _list(nd, "policies", "group-policy")}
+        grp_pol = {(p["tenant"], p["group"]): p for p in entries(nd, "policies", "group-policy")}
         dmd = nd.get("duplicate-mac-detection") or {}
         dup = DuplicateMacConfig(
             enabled=dmd.get("enabled", True) not in (False, "false"),
@@ -136,7 +135,7 @@ class NDirectorRole(Role):
                     self.sessions[name] = NveSession(ep, self, gate=self._may_push)
                     self.sessions[name].start()
         if stopping:   # never join under the engine's lock: a session may be notifying
-            threading.Thread(target=lambda: [s.stop() for s in stopping], daemon=True).start()
+            threading.Thread(target=_stop_all, args=(stopping,), daemon=True).start()
         self._queue.put(("config",))
 
     # what sessions report (any thread) -----------------------------------------------------
@@ -311,12 +310,11 @@ class NDirectorRole(Role):
         self._apply_outcome(out, keys, notes)
         self.read_once.add(name)
 
-    def _apply_outcome(self, out: Outcome, keys: set[Key], notes: list[tuple[str, Tree]]) -> None:
+    def _apply_outcome(self, out: MappingOutcome, keys: set[Key], notes: list[tuple[str, Tree]]) -> None:
         for ch in out.changes:
             keys.add(ch.mapping.key)
             notes.append(("mapping-changed", self._change_note(ch)))
         for ref in out.refused:
-            self._stale_log += 1
             r = ref.report
             log.warning("ndirector: refused %s of VNI %d at %s: %s (it lives at %s, sequence "
                         "number %d)", r.mac, r.vni, r.nve, ref.reason, ref.current_nve,
@@ -494,7 +492,7 @@ class NDirectorRole(Role):
             for m in self.table.mappings.values():
                 entry: Tree = {"mac": m.mac, "nve": m.nve, "vtep-address": m.vtep,
                                "sequence-number": m.seq, "state": m.state, "origin": m.origin,
-                               "last-moved": _iso(wall - (mono - m.last_moved)),
+                               "last-moved": iso(wall - (mono - m.last_moved)),
                                "moves": len(m.moves), "frozen": m.frozen}
                 if m.ips:
                     entry["ip-address"] = list(m.ips)

@@ -1,16 +1,30 @@
-"""The one place where a role talks to another role's NETCONF server in YANG terms.
+"""The one place where nvo3 turns dicts into NETCONF requests and replies into dicts.
 
-Roles work on dicts; the client (`nvo3.netconf.client.session`) speaks XML. This adapter converts both
-ways with libyang over the project's YANG modules, so a request is validated against the
-peer's module before it leaves and a reply is read by the schema, not by hand:
+Roles, verbs, the lab and the benchmarks work on dicts; the client
+(`nvo3.netconf.client.session`) speaks XML. This codec converts both ways over the project's
+YANG modules, so a request is escaped and validated against the peer's module before it
+leaves, and a reply is read by the schema, not by hand.
 
-* `call(client, module, rpc, input)` -> the RPC's output as a dict (libyang print_dict shape);
-* `get_config(client, module, top)` / `get_state(...)` -> RFC 7951-style dicts, prefixes
-  stripped, as the engine hands configuration to roles;
-* `merge_config(client, module, tree, target)` -> an edit-config merge built from a dict;
-* `list_edit(module, top, ops)` -> one <config> with per-entry operations (merge, replace,
-  remove, ...) on lists directly under `top`, built from dicts;
-* `notification(element)` -> (module, name, content dict) of a received notification.
+Building (no I/O):
+
+* `build_rpc(module, rpc, input)` -> the RPC element, validated by libyang;
+* `build_config(module, tree)` -> the `<config>` of an edit-config: `tree` is `{top: {...}}` in
+  libyang's print_dict shape (leaf -> value, list -> list of entry dicts, leaf-list -> list of
+  values); a container or entry dict may carry ``OPERATION: "replace"`` (create, merge,
+  replace, delete, remove), which becomes its ``nc:operation`` attribute. libyang parses the
+  tree (every value checked against its type, unknown nodes refused) and prints it (schema
+  order, keys first, escaped);
+* `build_config_text(module, tree)` -> the same `<config>` built as text, every value escaped
+  but not validated, in the dict's order: the nDirector's push path (a 7,500-entry resync is
+  about ten times cheaper than through libyang), for trees it builds in schema order from
+  values it validated when they came in. A unit test holds it to `build_config`;
+* `list_edit(module, top, ops)` -> one `<config>` with per-entry operations on lists directly
+  under `top`.
+
+Talking to a peer: `call(client, module, rpc, input)` -> the RPC's output as a dict;
+`get_config` / `get_state` -> RFC 7951-style dicts, prefixes stripped, as the engine hands
+configuration to roles; `merge_config(client, module, tree, target)` -> an edit-config built
+by `build_config`; `notification(element)` -> (module, name, content) of a notification.
 """
 
 from __future__ import annotations
@@ -23,10 +37,15 @@ import libyang
 from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.common.names import namespace
+from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client
+from nvo3.netconf.proto.xml import BASE_NS
 
-Tree = dict[str, Any]
-NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+#: The key of a container or list-entry dict that gives the node's nc:operation.
+OPERATION = "@operation"
+OPERATIONS = frozenset({"create", "merge", "replace", "delete", "remove"})
+_OP_ATTR = f"{{{BASE_NS}}}operation"
 
 _lock = threading.Lock()
 _context: libyang.Context | None = None
@@ -76,7 +95,7 @@ def call(client: Client, module: str, rpc: str, given: Tree) -> Tree:
     """
     reply = client.dispatch(build_rpc(module, rpc, given))
     children = [c for c in reply if isinstance(c.tag, str)
-                and etree.QName(c).namespace != NC_NS]
+                and etree.QName(c).namespace != BASE_NS]
     if not children:
         return {}
     ns = etree.QName(children[0]).namespace
@@ -113,9 +132,7 @@ def _data_to_dict(data: etree._Element, with_state: bool) -> Tree:
 
 
 def _subtree(module: str, top: str) -> tuple[str, str]:
-    with _lock:
-        ns = libyang.util.c2str(context().get_module(module).cdata.ns)
-    return "subtree", f'<{top} xmlns="{ns}"/>'
+    return "subtree", f'<{top} xmlns="{namespace(module)}"/>'
 
 
 def get_config(client: Client, module: str, top: str, source: str = "running") -> Tree:
@@ -130,47 +147,132 @@ def get_state(client: Client, module: str, top: str) -> Tree:
     return _data_to_dict(data, with_state=True).get(top, {})
 
 
-def merge_config(client: Client, module: str, tree: Tree, target: str = "running") -> None:
-    """edit-config merge of `{top: ...}` (a dict in print_dict shape) into the peer."""
-    with _lock:
-        node = context().get_module(module).parse_data_dict(tree, validate=False, strict=True)
-        try:
-            xml = node.print_mem("xml", with_siblings=True, pretty=False)
-        finally:
-            node.free()
-    client.edit_config(f'<config xmlns="{NC_NS}">{xml}</config>', target=target)
-
-
-def _element(parent: etree._Element, ns: str, name: str, value: Any) -> None:
-    """Dict / list / scalar -> XML under `parent` (lists repeat the element)."""
-    if isinstance(value, list):
-        for item in value:
-            _element(parent, ns, name, item)
-        return
-    el = etree.SubElement(parent, f"{{{ns}}}{name}")
+def _without_operations(value: Any) -> Any:
+    """`value` with every OPERATION key dropped (the tree libyang parses)."""
     if isinstance(value, dict):
-        for k, v in value.items():
-            _element(el, ns, k, v)
-    else:
-        el.text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return {k: _without_operations(v) for k, v in value.items() if k != OPERATION}
+    if isinstance(value, list):
+        return [_without_operations(v) for v in value]
+    return value
+
+
+def _operation(tree: Tree) -> str | None:
+    op = tree.get(OPERATION)
+    if op is not None and op not in OPERATIONS:
+        raise ValueError(f"{op!r} is not an edit-config operation")
+    return op
+
+
+def _annotate(element: etree._Element, ns: str, tree: Tree) -> None:
+    """Set the nc:operation attributes `tree` asks for on the libyang-printed `element`.
+
+    libyang prints a system-ordered list's entries in the order they were given, so entries
+    are matched by position; an empty container it left out is added back (a replace of it
+    clears it)."""
+    op = _operation(tree)
+    if op is not None:
+        element.set(_OP_ATTR, op)
+    for name, value in tree.items():
+        if name == OPERATION:
+            continue
+        tag = f"{{{ns}}}{name}"
+        if isinstance(value, dict):
+            child = element.find(tag)
+            if child is None:
+                child = etree.SubElement(element, tag)
+            _annotate(child, ns, value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for child, entry in zip(element.iterchildren(tag), value, strict=True):
+                _annotate(child, ns, entry)
+
+
+def build_config(module: str, tree: Tree) -> str:
+    """The `<config>` of an edit-config for `tree` ({top: {...}}), validated and printed by
+    libyang, with the OPERATION markers as nc:operation attributes.
+
+    Raises libyang.LibyangError when a value does not fit its type or a node is unknown."""
+    with _lock:
+        node = context().get_module(module).parse_data_dict(
+            _without_operations(tree), validate=False, strict=True)
+        try:
+            xml = (node.print_mem("xml", with_siblings=True, pretty=False) or "") if node else ""
+        finally:
+            if node is not None:
+                node.free()
+    config = etree.fromstring(f'<nc:config xmlns:nc="{BASE_NS}">{xml}</nc:config>')
+    ns = namespace(module)
+    for name, value in tree.items():
+        top = config.find(f"{{{ns}}}{name}")
+        if top is None:
+            top = etree.SubElement(config, f"{{{ns}}}{name}", nsmap={None: ns})
+        _annotate(top, ns, value)
+    return etree.tostring(config).decode()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fill_text(out: list[str], tree: Tree) -> None:
+    """The children of a container or list entry `tree`, as XML text appended to `out`
+    (the hot path of a bulk push: the common types are tested first)."""
+    for name, value in tree.items():
+        kind = type(value)
+        if name == OPERATION or value is None:
+            continue
+        if kind is str:
+            out.append(f"<{name}>{_escape(value)}</{name}>")
+        elif kind is bool:
+            out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
+        elif kind is int:
+            out.append(f"<{name}>{value}</{name}>")
+        elif isinstance(value, dict):
+            _node_text(out, name, value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _node_text(out, name, item)
+                else:
+                    _fill_text(out, {name: item})
+        else:
+            out.append(f"<{name}>{_escape(str(value))}</{name}>")
+
+
+def _node_text(out: list[str], name: str, tree: Tree) -> None:
+    op = _operation(tree)
+    out.append(f'<{name} nc:operation="{op}">' if op else f"<{name}>")
+    _fill_text(out, tree)
+    out.append(f"</{name}>")
+
+
+def build_config_text(module: str, tree: Tree) -> str:
+    """:func:`build_config` as text, without libyang: every value escaped, nodes in the
+    dict's order (give them in schema order, keys first), values not validated."""
+    out = [f'<nc:config xmlns:nc="{BASE_NS}">']
+    ns = namespace(module)
+    for name, value in tree.items():
+        op = _operation(value)
+        out.append(f'<{name} xmlns="{ns}"' + (f' nc:operation="{op}">' if op else ">"))
+        _fill_text(out, value)
+        out.append(f"</{name}>")
+    out.append("</nc:config>")
+    return "".join(out)
+
+
+def merge_config(client: Client, module: str, tree: Tree, target: str = "running") -> None:
+    """edit-config (default operation merge) of `tree` ({top: {...}}, OPERATION markers
+    allowed) into the peer, built by :func:`build_config`."""
+    client.edit_config(build_config(module, tree), target=target)
 
 
 def list_edit(module: str, top: str, ops: list[tuple[str, str, str, Tree]]) -> str:
     """One edit-config <config> for `ops` = (container, list, operation, entry) on lists
-    directly under /module:top (e.g. ("attachments", "attachment", "remove", {keys})).
-    Containers come out in the order they first appear in `ops`."""
-    with _lock:
-        ns = libyang.util.c2str(context().get_module(module).cdata.ns)
-    config = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
-    root = etree.SubElement(config, f"{{{ns}}}{top}", nsmap={None: ns, "nc": NC_NS})
-    boxes: dict[str, etree._Element] = {}
+    directly under /module:top (e.g. ("attachments", "attachment", "remove", {keys})),
+    built by :func:`build_config` (containers in schema order)."""
+    body: Tree = {}
     for container, item, op, entry in ops:
-        box = boxes.get(container)
-        if box is None:
-            box = boxes[container] = etree.SubElement(root, f"{{{ns}}}{container}")
-        _element(box, ns, item, entry)
-        box[-1].set(f"{{{NC_NS}}}operation", op)
-    return etree.tostring(config).decode()
+        body.setdefault(container, {}).setdefault(item, []).append({**entry, OPERATION: op})
+    return build_config(module, {top: body})
 
 
 def notification(message: etree._Element) -> tuple[str, str, Tree] | None:

@@ -20,15 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nvo3.common.backoff import Backoff
+from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client, ClientError, RemoteRpcError, connect
-from nvo3.netconf.server.role import Tree
-from nvo3.roles.peers import codec as peer
+from nvo3.roles.peers import codec
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 RPC_TIMEOUT_S = 60.0
-BACKOFF_MAX = 2.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0   # between failed connects when the caller won't wait
 
 
 class PeerError(Exception):
@@ -69,7 +70,7 @@ class PeerLink:
         self.lock = threading.Lock()
         self._connect = connector
         self._next_try = 0.0
-        self._backoff = 0.1
+        self._backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
 
     def configure(self, config: Tree | None) -> bool:
         """New endpoint configuration; True when it changed (the session is reopened)."""
@@ -111,11 +112,11 @@ class PeerLink:
                                         timeout=self.timeout, rpc_timeout=self.rpc_timeout)
         except Exception as exc:
             self.state = "disconnected"
-            self._next_try = time.monotonic() + self._backoff
-            self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+            self._next_try = time.monotonic() + self._backoff.next_delay()
             raise ClientError(f"{self.what} {c.get('name')} at {c['address']}:"
                               f"{c.get('port', 830)}: {exc}") from exc
-        self.state, self._backoff = "connected", 0.1
+        self.state = "connected"
+        self._backoff.reset()
         self.ups += 1
         log.info("%s %s: session up", self.what, c.get("name"))
         return self.client
@@ -198,7 +199,7 @@ class PeerLinks:
     def call(self, name: str, module: str, rpc: str, given: Tree) -> Tree:
         log.info("%s %s: %s %s/%s", self.kind, name, rpc, given.get("tenant"),
                  given.get("name"))
-        return self.run(name, lambda c: peer.call(c, module, rpc, given))  # type: ignore[no-any-return]
+        return self.run(name, lambda c: codec.call(c, module, rpc, given))
 
     def close_all(self) -> None:
         with self._lock:
