@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from nvo3.common.tree import Tree
+
 RESOURCE_FIGURES = (("vcpus", "vcpus"), ("memory", "memory"), ("disk", "disk"))
 
 
@@ -39,12 +41,13 @@ class Load:
     vm_count: int = 0
 
     @classmethod
-    def from_tree(cls, tree: dict[str, object] | None) -> Load:
+    def from_tree(cls, tree: Tree | None) -> Load:
+        """The load of a `load` container (nvo3-vcenter / report-vm shape)."""
         t = tree or {}
 
         def num(name: str) -> int | None:
             value = t.get(name)
-            return None if value is None else int(value)  # type: ignore[call-overload]
+            return None if value is None else int(value)
         return cls(num("vcpus-total"), num("vcpus-used") or 0, num("memory-total"),
                    num("memory-used") or 0, num("disk-total"), num("disk-used") or 0,
                    num("vm-count") or 0)

@@ -33,7 +33,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-Tree = dict[str, Any]
+from nvo3.common.mac import norm_mac
+from nvo3.common.tree import Tree
+
 Key = tuple[str, str]            # (tenant, vm name)
 
 DEFAULT_RESOURCES = {"vcpus": 1, "memory": 512, "disk": 10}
@@ -55,8 +57,22 @@ class ProfileError(Exception):
         self.app_tag, self.result, self.tag, self.alert = app_tag, result, tag, alert
 
 
-def norm_mac(mac: str) -> str:
-    return mac.strip().lower().replace("-", ":")
+def canonical_mac(mac: str) -> str:
+    """`mac` in canonical form (:func:`nvo3.common.mac.norm_mac`); a malformed address is
+    refused with ProfileError ``bad-mac-address`` (invalid-value)."""
+    try:
+        return norm_mac(mac)
+    except ValueError as exc:
+        raise ProfileError(str(exc), "bad-mac-address") from None
+
+
+def _mac_or_text(mac: str) -> str:
+    """`mac` in canonical form, or as given when it is not a MAC address (it then matches no
+    profile)."""
+    try:
+        return norm_mac(mac)
+    except ValueError:
+        return mac
 
 
 @dataclass
@@ -86,7 +102,9 @@ class Group:
 
 
 @dataclass
-class Tenant:
+class TenantConfig:
+    """A tenant as configured: its VNID (the default of its VMs) and its VM groups."""
+
     name: str
     vnid: int | None = None
     groups: dict[str, Group] = field(default_factory=dict)
@@ -94,6 +112,8 @@ class Tenant:
 
 @dataclass
 class Location:
+    """Where a VM runs now: vServer, its NVE, the (child) vCenter, data center, VTEP."""
+
     vserver: str | None = None
     nve: str | None = None
     vcenter: str | None = None
@@ -131,7 +151,7 @@ class Profile:
 
     @classmethod
     def from_config(cls, tenant: str, vm: Tree) -> Profile:
-        return cls(tenant, vm["name"], norm_mac(vm["mac-address"]), _int(vm.get("vnid")),
+        return cls(tenant, vm["name"], canonical_mac(vm["mac-address"]), _int(vm.get("vnid")),
                    _int(vm.get("vlan")), vm.get("vm-group"), list(vm.get("ip-address") or []),
                    vm.get("port"), _resources(vm.get("resources")), vm.get("vserver"),
                    vm.get("vcenter"), vm.get("description"), configured=True)
@@ -166,7 +186,7 @@ def _resources(tree: Tree | None) -> dict[str, int]:
 
 
 @dataclass
-class Outcome:
+class RegistrationOutcome:
     """What a registration or report did: the profile after it and the state before it."""
 
     profile: Profile
@@ -174,11 +194,15 @@ class Outcome:
     previous_state: str | None = None
 
 
+#: One VM of a bulk registration: (name, operation-result, error message, outcome when ok).
+BulkResult = tuple[str, str, str | None, RegistrationOutcome | None]
+
+
 class ProfileStore:
     """Tenants (from the configuration) and every VM profile, with lookup indexes."""
 
     def __init__(self) -> None:
-        self.tenants: dict[str, Tenant] = {}
+        self.tenants: dict[str, TenantConfig] = {}
         self.profiles: dict[Key, Profile] = {}
         self._by_mac: dict[tuple[int, str], Key] = {}
         self._by_ip: dict[str, set[Key]] = {}
@@ -233,9 +257,6 @@ class ProfileStore:
         for p in self.profiles.values():
             self._index(p)
 
-    def mac_holder(self, vnid: int, mac: str) -> Key | None:
-        return self._by_mac.get((vnid, norm_mac(mac)))
-
     def put(self, p: Profile) -> None:
         """Insert or replace a profile (the caller checked it with :meth:`check`)."""
         old = self.profiles.get(p.key)
@@ -251,7 +272,7 @@ class ProfileStore:
         return p
 
     # checks -------------------------------------------------------------------------------
-    def tenant(self, name: str) -> Tenant:
+    def tenant(self, name: str) -> TenantConfig:
         tenant = self.tenants.get(name)
         if tenant is None:
             raise ProfileError(f"unknown tenant {name!r}: configure it under "
@@ -276,7 +297,7 @@ class ProfileStore:
                                result="already-exists", tag="data-exists")
 
     # configuration ------------------------------------------------------------------------
-    def configure(self, tenants: dict[str, Tenant], configured: Iterable[Profile]) -> list[Key]:
+    def configure(self, tenants: dict[str, TenantConfig], configured: Iterable[Profile]) -> list[Key]:
         """Install the configuration's tenants and profiles; returns the learned profiles
         dropped (their tenant is gone). Raises ProfileError (nothing changed) when a
         configured profile's MAC is taken by a learned one in the same VNI."""
@@ -318,10 +339,10 @@ class ProfileStore:
                  vm_group: str | None = None, ips: list[str] | None = None,
                  port: str | None = None, nve: str | None = None,
                  resources: dict[str, int] | None = None, state: str = "powered-on",
-                 vcenter: str | None = None, now: float | None = None) -> Outcome:
+                 vcenter: str | None = None, now: float | None = None) -> RegistrationOutcome:
         """A vServer registers a VM: create or update its profile and location."""
         self.tenant(tenant)
-        mac = norm_mac(mac)
+        mac = canonical_mac(mac)
         old = self.profiles.get((tenant, name))
         if old is not None and old.configured and old.mac != mac:
             raise ProfileError(f"VM {tenant}/{name} has MAC address {old.mac} in its profile, "
@@ -347,7 +368,7 @@ class ProfileStore:
             p.last_change = now if now is not None else time.time()
         self.check(p)
         self.put(p)
-        return Outcome(p, created=old is None, previous_state=previous)
+        return RegistrationOutcome(p, created=old is None, previous_state=previous)
 
     def unregister(self, vserver: str, tenant: str, name: str,
                    mac: str | None = None) -> tuple[str, str | None, str | None]:
@@ -356,9 +377,10 @@ class ProfileStore:
         if p is None:
             return ("unknown-vm", f"vCenter has no VM {tenant}/{name}",
                     "unknown-vm-unregistration")
-        if mac is not None and norm_mac(mac) != p.mac:
-            return ("rejected", f"VM {tenant}/{name} has MAC address {p.mac}, not "
-                    f"{norm_mac(mac)}", "mac-address-mismatch")
+        given = None if mac is None else _mac_or_text(mac)
+        if given is not None and given != p.mac:
+            return ("rejected", f"VM {tenant}/{name} has MAC address {p.mac}, not {given}",
+                    "mac-address-mismatch")
         if p.location.vserver not in (None, vserver):
             return ("ok", None, None)      # moved on (relocation): the source's farewell
         if p.configured:
@@ -369,7 +391,7 @@ class ProfileStore:
         return ("ok", None, None)
 
     def bulk_register(self, vserver: str, tenant: str, template: Tree, vms: list[Tree],
-                      vcenter: str | None = None) -> list[tuple[str, str, str | None, Outcome | None]]:
+                      vcenter: str | None = None) -> list[BulkResult]:
         """Register every VM of one request; per VM (name, result, message, outcome)."""
         self.tenant(tenant)
         now = time.time()
@@ -377,7 +399,7 @@ class ProfileStore:
                   "vm_group": template.get("vm-group"), "nve": template.get("nve"),
                   "resources": _resources(template.get("resources")),
                   "state": template.get("state", "powered-on")}
-        results: list[tuple[str, str, str | None, Outcome | None]] = []
+        results: list[BulkResult] = []
         for vm in vms:
             items = dict(common)
             for leaf, arg in (("vnid", "vnid"), ("vlan", "vlan")):
@@ -404,7 +426,7 @@ class ProfileStore:
 
     # reports ------------------------------------------------------------------------------
     def report(self, vserver: str, tenant: str, name: str, state: str, nve: str | None,
-               figures: Tree, stamp: str | None, now: float | None = None) -> Outcome | None:
+               figures: Tree, stamp: str | None, now: float | None = None) -> RegistrationOutcome | None:
         """A vServer's report of one VM; None when the VM is unknown."""
         p = self.profiles.get((tenant, name))
         if p is None:
@@ -421,7 +443,7 @@ class ProfileStore:
         p.monitoring = {k: figures[k] for k in MONITORING if figures.get(k) is not None}
         if stamp:
             p.monitoring["last-update"] = stamp
-        return Outcome(p, previous_state=previous)
+        return RegistrationOutcome(p, previous_state=previous)
 
     # lookup -------------------------------------------------------------------------------
     def lookup(self, tenant: str | None = None, vnid: int | None = None,
@@ -433,7 +455,7 @@ class ProfileStore:
             keys: Iterable[Key] = [(tenant, name)] if tenant else \
                 [k for k in self.profiles if k[1] == name]
         elif mac is not None:
-            mac = norm_mac(mac)
+            mac = _mac_or_text(mac)            # a malformed address matches nothing
             if vnid is not None:
                 keys = [k for k in [self._by_mac.get((vnid, mac))] if k]
             else:

@@ -7,7 +7,8 @@ A VM ``(tenant, name)`` of a vServer is
   namespace's name plus ``-vm``);
 * a veth pair: ``eth0`` inside the VM (the VM's MAC and IP addresses) and the host-side end
   ``port`` in the host namespace (the namespace the NVE agent programs; the NVE enslaves it
-  into the VNI's bridge when the attachment is activated);
+  into the VNI's bridge when the attachment is activated); the netlink work is
+  :class:`~nvo3.dataplane.vm_links.VmLinks`';
 * while powered on, a workload process inside the namespace (default ``sleep infinity``),
   started in its own session and signalled only by its PID (checked against its start time
   and its network namespace, so a reused PID is never signalled);
@@ -17,9 +18,7 @@ A VM ``(tenant, name)`` of a vServer is
   (a namespace without a record is the leftover of a creation cut short and is removed; a
   record without a namespace is a VM that is gone).
 
-:class:`Ledger` accounts VM resources against the vServer's capacity (pure), and
-:class:`Monitor` turns kernel figures (``/proc`` of the processes in the VM's namespace, the
-vNIC counters) into the YANG monitoring figures.
+Capacity accounting is in capacity.py, monitoring figures in usage.py.
 """
 
 from __future__ import annotations
@@ -35,152 +34,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute, netns
-
+from nvo3.dataplane.vm_links import Address, VmLinks
 from nvo3.fsutil import write_atomically
+from nvo3.roles.vserver.capacity import Resources
+from nvo3.roles.vserver.processes import NETNS_DIR, in_netns, netns_inode, proc_start_time
 
 log = logging.getLogger(__name__)
 
-NETNS_DIR = Path("/run/netns")
-VNIC = "eth0"
 DEFAULT_WORKLOAD = ("sleep", "infinity")
-DEFAULTS = {"vcpus": 1, "memory": 512, "disk": 10}     # nvo3-vm vm-resources defaults
-NIC_BPS = 10_000_000_000                               # nominal vNIC speed (veth has none)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class DriverError(Exception):
     """A VM could not be created or changed; nothing of it is left half done."""
-
-
-# -- resources ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Resources:
-    vcpus: int = DEFAULTS["vcpus"]
-    memory: int = DEFAULTS["memory"]     # MiB
-    disk: int = DEFAULTS["disk"]         # GiB
-
-    @classmethod
-    def of(cls, tree: dict[str, Any] | None) -> Resources:
-        tree = tree or {}
-        return cls(*(int(tree.get(k, DEFAULTS[k])) for k in ("vcpus", "memory", "disk")))
-
-    def merged(self, tree: dict[str, Any] | None) -> Resources:
-        """These resources with the leaves given in `tree` replaced."""
-        cur = asdict(self)
-        cur.update({k: int(v) for k, v in (tree or {}).items() if k in DEFAULTS})
-        return Resources(**cur)
-
-    def as_tree(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass
-class Ledger:
-    """Resources allocated to VMs against a capacity; None in the capacity means no limit."""
-
-    vcpus: int | None = None
-    memory: int | None = None
-    disk: int | None = None
-    max_vms: int | None = None
-    allocated: dict[tuple[str, str], Resources] = field(default_factory=dict)
-
-    def set_capacity(self, capacity: dict[str, Any] | None) -> None:
-        capacity = capacity or {}
-        for leaf, attr in (("vcpus", "vcpus"), ("memory", "memory"), ("disk", "disk"),
-                           ("max-vms", "max_vms")):
-            value = capacity.get(leaf)
-            setattr(self, attr, None if value is None else int(value))
-
-    def used(self) -> Resources:
-        return Resources(sum(r.vcpus for r in self.allocated.values()),
-                         sum(r.memory for r in self.allocated.values()),
-                         sum(r.disk for r in self.allocated.values()))
-
-    def shortfall(self, key: tuple[str, str], want: Resources) -> str | None:
-        """Why `want` for VM `key` (new, or resized: its current allocation is returned
-        first) does not fit, or None when it fits."""
-        others = {k: r for k, r in self.allocated.items() if k != key}
-        used = Resources(sum(r.vcpus for r in others.values()),
-                         sum(r.memory for r in others.values()),
-                         sum(r.disk for r in others.values()))
-        if self.max_vms is not None and key not in self.allocated and \
-                len(others) + 1 > self.max_vms:
-            return f"max-vms {self.max_vms} reached"
-        for what, unit in (("vcpus", ""), ("memory", " MiB"), ("disk", " GiB")):
-            cap = getattr(self, what)
-            if cap is None:
-                continue
-            need, have = getattr(want, what), cap - getattr(used, what)
-            if need > have:
-                return f"{what}: {need}{unit} asked, {max(have, 0)}{unit} free of {cap}{unit}"
-        return None
-
-    def reserve(self, key: tuple[str, str], want: Resources) -> None:
-        self.allocated[key] = want
-
-    def release(self, key: tuple[str, str]) -> None:
-        self.allocated.pop(key, None)
-
-    def load(self) -> dict[str, int]:
-        used = self.used()
-        tree = {"vcpus-used": used.vcpus, "memory-used": used.memory, "disk-used": used.disk,
-                "vm-count": len(self.allocated)}
-        for what in ("vcpus", "memory", "disk"):
-            if getattr(self, what) is not None:
-                tree[f"{what}-total"] = getattr(self, what)
-        return tree
-
-
-# -- processes -----------------------------------------------------------------------------
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[19])
-
-
-def netns_inode(name: str) -> int | None:
-    try:
-        return os.stat(NETNS_DIR / name).st_ino
-    except OSError:
-        return None
-
-
-def pids_in_netns(inode: int) -> list[int]:
-    """PIDs of the processes whose network namespace is the one with `inode`."""
-    want = f"net:[{inode}]"
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry.name}/ns/net") == want:
-                    pids.append(int(entry.name))
-    return pids
-
-
-def cpu_ticks_and_rss(pids: list[int]) -> tuple[int, int]:
-    """Sum of utime+stime (ticks) and resident memory (bytes) of `pids`."""
-    ticks = rss = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            ticks += int(fields[11]) + int(fields[12])
-            rss += int(fields[21]) * PAGE
-    return ticks, rss
-
-
-def boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return 0.0
 
 
 # -- the VM record -------------------------------------------------------------------------
@@ -230,19 +95,18 @@ class VmDriver:
         self.workload = tuple(workload)
         self.prefix_len = prefix_len
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.links = VmLinks(host_netns)
 
     # names --------------------------------------------------------------------------------
     def netns_name(self, tenant: str, name: str) -> str:
+        """The namespace of VM tenant/name."""
         return f"{self.prefix}-{tenant}:{name}"
 
     def _record(self, vm: Vm) -> Path:
         return self.records / f"{vm.tenant}:{vm.name}.json"
 
-    def _host(self) -> IPRoute:
-        return IPRoute(netns=self.host_netns) if self.host_netns else IPRoute()
-
-    def _plen(self, ip: str) -> int:
-        return self.prefix_len or _prefix_len(ip)
+    def _addresses(self, ips: list[str]) -> list[Address]:
+        return [(ip, self.prefix_len or _prefix_len(ip)) for ip in ips]
 
     # life cycle -------------------------------------------------------------------------
     def create(self, tenant: str, name: str, mac: str, ips: list[str], port: str,
@@ -252,22 +116,11 @@ class VmDriver:
                 resources, dict(profile))
         if netns_inode(vm.netns) is not None:
             raise DriverError(f"namespace {vm.netns} exists already")
-        with self._host() as host:
-            if host.link_lookup(ifname=port):
-                raise DriverError(f"interface {port} exists already on the host")
-        netns.create(vm.netns)
+        if self.links.port_exists(port):
+            raise DriverError(f"interface {port} exists already on the host")
+        self.links.create_namespace(vm.netns)
         try:
-            with self._host() as host:
-                host.link("add", ifname=port, kind="veth",
-                          peer={"ifname": VNIC, "net_ns_fd": vm.netns})
-                host.link("set", index=host.link_lookup(ifname=port)[0], state="up")
-            with IPRoute(netns=vm.netns) as v:
-                v.link("set", index=v.link_lookup(ifname="lo")[0], state="up")
-                idx = v.link_lookup(ifname=VNIC)[0]
-                v.link("set", index=idx, address=vm.mac)
-                for ip in vm.ips:
-                    v.addr("add", index=idx, address=ip, prefixlen=self._plen(ip))
-                v.link("set", index=idx, state="up")
+            self.links.add_vnic(vm.netns, port, vm.mac, self._addresses(vm.ips))
             self.save(vm)
         except Exception as exc:
             self._remove_kernel(vm)
@@ -275,6 +128,7 @@ class VmDriver:
         return vm
 
     def save(self, vm: Vm) -> None:
+        """Write the VM's record."""
         write_atomically(self._record(vm), vm.to_json())
 
     def destroy(self, vm: Vm) -> None:
@@ -284,13 +138,12 @@ class VmDriver:
         self._record(vm).unlink(missing_ok=True)
 
     def _remove_kernel(self, vm: Vm) -> None:
-        with contextlib.suppress(Exception), self._host() as host:
-            for idx in host.link_lookup(ifname=vm.port):
-                host.link("del", index=idx)
+        self.links.remove_port(vm.port)
         if netns_inode(vm.netns) is not None:
-            netns.remove(vm.netns)
+            self.links.remove_namespace(vm.netns)
 
     def exists(self, vm: Vm) -> bool:
+        """The VM's namespace exists."""
         return netns_inode(vm.netns) is not None
 
     # power -------------------------------------------------------------------------------
@@ -304,17 +157,13 @@ class VmDriver:
             return False
         if proc_start_time(vm.pid) != vm.pid_start:
             return False
-        inode = netns_inode(vm.netns)
-        with contextlib.suppress(OSError):
-            return inode is not None and os.readlink(f"/proc/{vm.pid}/ns/net") == \
-                f"net:[{inode}]"
-        return False
+        return in_netns(vm.pid, netns_inode(vm.netns))
 
     def power_on(self, vm: Vm) -> None:
+        """vNIC up, then start the workload in the VM's namespace (waits until it is in)."""
         if self.running(vm):
             return
-        with IPRoute(netns=vm.netns) as v:
-            v.link("set", index=v.link_lookup(ifname=VNIC)[0], state="up")
+        self.links.set_vnic_up(vm.netns, True)
         child = subprocess.Popen(["ip", "netns", "exec", vm.netns, *self.workload],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -322,9 +171,8 @@ class VmDriver:
         deadline = time.monotonic() + 5.0       # `ip netns exec` execs the workload in place
         inode = netns_inode(vm.netns)
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{child.pid}/ns/net") == f"net:[{inode}]":
-                    break
+            if in_netns(child.pid, inode):
+                break
             if child.poll() is not None:
                 raise DriverError(f"workload of {vm.tenant}/{vm.name} exited at once "
                                   f"(code {child.returncode})")
@@ -344,8 +192,8 @@ class VmDriver:
             self.children.pop(vm.pid, None)
         vm.pid = vm.pid_start = None
         if self.exists(vm):
-            with contextlib.suppress(Exception), IPRoute(netns=vm.netns) as v:
-                v.link("set", index=v.link_lookup(ifname=VNIC)[0], state="down")
+            with contextlib.suppress(Exception):
+                self.links.set_vnic_up(vm.netns, False)
             self.save(vm)
 
     @staticmethod
@@ -367,42 +215,28 @@ class VmDriver:
 
     # changes -----------------------------------------------------------------------------
     def set_mac(self, vm: Vm, mac: str) -> None:
-        with IPRoute(netns=vm.netns) as v:
-            idx = v.link_lookup(ifname=VNIC)[0]
-            up = bool(v.get_links(idx)[0]["flags"] & 1)
-            v.link("set", index=idx, state="down")
-            v.link("set", index=idx, address=mac.lower())
-            if up:
-                v.link("set", index=idx, state="up")
+        """Give the VM's vNIC another MAC address."""
+        self.links.set_vnic_mac(vm.netns, mac.lower())
         vm.mac = mac.lower()
         self.save(vm)
 
     def set_ips(self, vm: Vm, ips: list[str]) -> None:
-        with IPRoute(netns=vm.netns) as v:
-            idx = v.link_lookup(ifname=VNIC)[0]
-            for ip in set(vm.ips) - set(ips):
-                with contextlib.suppress(Exception):
-                    v.addr("del", index=idx, address=ip, prefixlen=self._plen(ip))
-            for ip in [i for i in ips if i not in vm.ips]:
-                v.addr("add", index=idx, address=ip, prefixlen=self._plen(ip))
+        """Give the VM's vNIC these IP addresses (others removed)."""
+        self.links.change_vnic_addresses(
+            vm.netns, self._addresses([ip for ip in vm.ips if ip not in ips]),
+            self._addresses([i for i in ips if i not in vm.ips]))
         vm.ips = list(ips)
         self.save(vm)
 
     def kernel_view(self, vm: Vm) -> dict[str, Any]:
         """What the kernel holds for the VM's vNIC (MAC, IPs, up) — for checks and tests."""
-        with IPRoute(netns=vm.netns) as v:
-            idx = v.link_lookup(ifname=VNIC)[0]
-            link = v.get_links(idx)[0]
-            ips = [a.get_attr("IFA_ADDRESS") for a in v.get_addr(index=idx)
-                   if not str(a.get_attr("IFA_ADDRESS")).startswith("fe80")]
-            return {"mac": link.get_attr("IFLA_ADDRESS"), "ips": ips,
-                    "up": bool(link["flags"] & 1)}
+        return self.links.vnic_view(vm.netns).as_dict()
 
     # rediscovery -------------------------------------------------------------------------
     def discover(self) -> list[Vm]:
         """The VMs left by a previous run: records whose namespace exists. Leftover
         namespaces without a record are removed, records without a namespace dropped."""
-        names = set(netns.listnetns()) if NETNS_DIR.exists() else set()
+        names = self.links.namespaces() if NETNS_DIR.exists() else set()
         ours = {n for n in names if n.startswith(self.prefix + "-") and ":" in n}
         found: list[Vm] = []
         for path in sorted(self.records.glob("*.json")) if self.records.exists() else []:
@@ -423,62 +257,5 @@ class VmDriver:
         for leftover in sorted(ours):
             log.warning("namespace %s has no VM record (creation cut short): removed", leftover)
             with contextlib.suppress(Exception):
-                netns.remove(leftover)
+                self.links.remove_namespace(leftover)
         return found
-
-
-# -- monitoring ----------------------------------------------------------------------------
-
-@dataclass
-class _Sample:
-    at: float
-    ticks: int
-    nic_bytes: int
-
-
-@dataclass
-class Monitor:
-    """Monitoring figures of one VM from successive kernel samples (see :meth:`sample`)."""
-
-    samples: int = 0
-    up_samples: int = 0
-    last: _Sample | None = None
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    def sample(self, driver: VmDriver, vm: Vm, now: float | None = None) -> dict[str, Any]:
-        now = time.time() if now is None else now
-        running = driver.running(vm)
-        self.samples += 1
-        self.up_samples += running
-        inode = netns_inode(vm.netns)
-        pids = pids_in_netns(inode) if inode is not None else []
-        ticks, rss = cpu_ticks_and_rss(pids)
-        nic = 0
-        with contextlib.suppress(Exception), driver._host() as host:
-            idx = host.link_lookup(ifname=vm.port)
-            if idx:
-                stats = host.get_links(idx[0])[0].get_attr("IFLA_STATS64") or {}
-                nic = int(stats.get("rx_bytes", 0)) + int(stats.get("tx_bytes", 0))
-        cur = _Sample(now, ticks, nic)
-        cpu = net = 0.0
-        if self.last is not None and cur.at > self.last.at:
-            dt = cur.at - self.last.at
-            cpu = max(0, cur.ticks - self.last.ticks) / CLK_TCK / dt / vm.resources.vcpus * 100
-            net = max(0, cur.nic_bytes - self.last.nic_bytes) * 8 / dt / NIC_BPS * 100
-        self.last = cur
-        mem = rss / (vm.resources.memory * 1024 * 1024) * 100
-        uptime = 0
-        if running and vm.pid_start is not None:
-            uptime = max(0, int(now - (boot_time() + vm.pid_start / CLK_TCK)))
-        self.figures = {
-            "cpu-utilization": pct(cpu), "memory-utilization": pct(mem),
-            "network-utilization": pct(net),
-            "availability": pct(100.0 * self.up_samples / self.samples),
-            "uptime": uptime, "running": running, "at": now,
-        }
-        return self.figures
-
-
-def pct(value: float) -> str:
-    """A nvo3t:percent (decimal64, 2 digits, 0..100) as RFC 7951 text."""
-    return f"{min(100.0, max(0.0, value)):.2f}"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nvo3.roles.vcenter.profiles import Group, Profile, ProfileError, ProfileStore, Tenant
+from nvo3.roles.vcenter.profiles import Group, Profile, ProfileError, ProfileStore, TenantConfig
 
 
 def store() -> ProfileStore:
     s = ProfileStore()
-    s.configure({"alice": Tenant("alice", 10010, {"web": Group("web", vlan=100,
+    s.configure({"alice": TenantConfig("alice", 10010, {"web": Group("web", vlan=100,
                                                                resources={"vcpus": 2})}),
-                 "bob": Tenant("bob", None)},
+                 "bob": TenantConfig("bob", None)},
                 [Profile("alice", "vm1", "02:00:00:00:01:01", vm_group="web",
                          ips=["198.19.10.1"], configured=True)])
     return s

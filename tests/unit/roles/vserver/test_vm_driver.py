@@ -13,17 +13,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from nvo3.roles.vserver.role import default_port, nve_edit, nve_entries
-from nvo3.roles.vserver.vm_driver import (
-    Ledger,
-    Monitor,
-    Resources,
-    Vm,
-    VmDriver,
-    netns_inode,
-    pct,
-    pids_in_netns,
-)
+from nvo3.roles.vserver.capacity import Ledger, Resources
+from nvo3.roles.vserver.nve_entries import default_port, nve_edit, nve_entries
+from nvo3.roles.vserver.processes import netns_inode
+from nvo3.roles.vserver.usage import UsageSampler, pct, pids_in_netns
+from nvo3.roles.vserver.vm_driver import Vm, VmDriver
 
 # -- pure ----------------------------------------------------------------------------------
 
@@ -127,7 +121,7 @@ def test_create_power_change_destroy(host: str, tmp_path: Path) -> None:
                                    "up": True}
     drv.power_on(vm)
     assert drv.running(vm) and pids_in_netns(netns_inode(vm.netns)) == [vm.pid]
-    mon = Monitor()
+    mon = UsageSampler()
     first = mon.sample(drv, vm)
     time.sleep(0.05)
     second = mon.sample(drv, vm)
