@@ -13,6 +13,7 @@ Files, for a store called `running` in `directory`::
     running.<g>.journal   records of generation g: a file header, then records
     running.xml           the single file of installations before the journal; read as the
                           base of generation 0 when no running.<g>.xml exists
+    .running.lock         flock'ed while the store is open: one writer
 
 Record: ``b"NJ" | kind length (1 byte) | payload length (4) | CRC32 (4) | kind | payload``, big
 endian; the CRC (zlib.crc32) covers the two lengths, the kind and the payload. Each record is one
@@ -147,7 +148,7 @@ class _Parsed:
     tail_error: str | None        # why the bytes after `end` are not a record (torn tail)
 
 
-def parse_journal(data: bytes, path: Path, generation: int) -> _Parsed:
+def _parse_journal(data: bytes, path: Path, generation: int) -> _Parsed:
     """The records of one journal file; raises CorruptJournal for damage before its end."""
     if len(data) < FILE_HEADER.size:
         raise CorruptJournal(f"{path}: short file header ({len(data)} bytes)")
@@ -209,10 +210,11 @@ class Journal:
     (the caller's lock orders them); the compaction's background part runs beside appends.
     """
 
-    def __init__(self, files: _Files, dir_fd: int, generation: int, base_generation: int,
+    def __init__(self, files: _Files, dir_fd: int, lock_fd: int, generation: int, base_generation: int,
                  base_size: int, journal_sizes: dict[int, int], min_compaction_bytes: int):
         self._files = files
         self._dir_fd = dir_fd
+        self._lock_fd = lock_fd                   # holds the store's flock while open
         self._generation = generation
         self._base_generation = base_generation
         self._base_size = base_size
@@ -232,25 +234,30 @@ class Journal:
         """Recover the store `name` in `directory` (see the module notes) and open it for appending.
 
         Returns the journal and what the store holds. Raises CorruptJournal if acknowledged
-        records are damaged, JournalError if another process has the store open.
+        records are damaged, JournalError if the store is open already (`.<name>.lock`, flock).
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         files = _Files(directory, name, suffix)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+        lock_fd = os.open(directory / f".{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        dir_fd = -1
         try:
             try:
-                fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise JournalError(f"{directory}: the store {name!r} is open in another process") from None
-            journal, contents = cls._recover(files, dir_fd, min_compaction_bytes)
+                raise JournalError(f"{directory}: the store {name!r} is already open") from None
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+            journal, contents = cls._recover(files, dir_fd, lock_fd, min_compaction_bytes)
         except BaseException:
-            os.close(dir_fd)
+            os.close(lock_fd)
+            if dir_fd >= 0:
+                os.close(dir_fd)
             raise
         return journal, contents
 
     @classmethod
-    def _recover(cls, files: _Files, dir_fd: int, min_compaction_bytes: int) -> tuple[Journal, Contents]:
+    def _recover(cls, files: _Files, dir_fd: int, lock_fd: int,
+                 min_compaction_bytes: int) -> tuple[Journal, Contents]:
         bases, journals, temporary = files.scan()
         if bases:
             base_generation = max(bases)
@@ -268,7 +275,7 @@ class Journal:
         for generation in wanted:
             path = journals[generation]
             data = path.read_bytes()
-            parsed = parse_journal(data, path, generation)
+            parsed = _parse_journal(data, path, generation)
             if parsed.tail_error is not None:
                 if generation != wanted[-1]:
                     raise CorruptJournal(f"{path}: damaged record at offset {parsed.end} "
@@ -286,7 +293,8 @@ class Journal:
             write_atomically(files.journal(generation), FILE_HEADER.pack(FILE_MAGIC, generation))
             sizes[generation] = 0
         base_size = len(base) if base is not None else 0
-        journal = cls(files, dir_fd, generation, base_generation, base_size, sizes, min_compaction_bytes)
+        journal = cls(files, dir_fd, lock_fd, generation, base_generation, base_size, sizes,
+                      min_compaction_bytes)
         log.info("%s: base generation %d (%d bytes), %d records in journals %s",
                  files.directory / files.name, base_generation, base_size, len(records),
                  wanted or [generation])
@@ -435,6 +443,7 @@ class Journal:
             if self._fd >= 0:
                 os.close(self._fd)
                 os.close(self._dir_fd)
+                os.close(self._lock_fd)
                 self._fd = -1
                 self._broken = "closed"
 

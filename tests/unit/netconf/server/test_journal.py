@@ -56,7 +56,7 @@ def names(directory: Path) -> set[str]:
 
 def test_an_empty_folder_is_an_empty_store(tmp_path: Path) -> None:
     assert reopen(tmp_path / "store") == Contents(None, [])
-    assert names(tmp_path / "store") == {"running.0.journal"}
+    assert names(tmp_path / "store") == {"running.0.journal", ".running.lock"}
 
 
 def test_records_come_back_in_order(tmp_path: Path) -> None:
@@ -71,10 +71,24 @@ def test_records_come_back_in_order(tmp_path: Path) -> None:
 def test_a_second_open_of_the_same_store_is_refused(tmp_path: Path) -> None:
     journal, _ = Journal.open(tmp_path)
     try:
-        with pytest.raises(JournalError, match="open in another process"):
+        with pytest.raises(JournalError, match="already open"):
             Journal.open(tmp_path)
     finally:
         journal.close()
+
+
+def test_two_stores_share_a_folder(tmp_path: Path) -> None:
+    running, _ = Journal.open(tmp_path)
+    startup, _ = Journal.open(tmp_path, name="startup")
+    running.append("edit:merge", b"r")
+    startup.append("replace", b"s")
+    startup.compact(b"<config>s</config>")
+    running.close()
+    startup.close()
+    assert reopen(tmp_path) == Contents(None, [Record("edit:merge", b"r")])
+    startup, contents = Journal.open(tmp_path, name="startup")
+    startup.close()
+    assert contents == Contents(b"<config>s</config>", [])
 
 
 def test_record_kinds_are_checked(tmp_path: Path) -> None:
@@ -97,7 +111,7 @@ def test_the_old_running_xml_is_the_base_until_a_compaction_replaces_it(tmp_path
     assert contents == Contents(b"<config>old</config>", [Record("edit:merge", b"<config>new</config>")])
     journal.compact(b"<config>old new</config>")
     journal.close()
-    assert names(tmp_path) == {"running.1.xml", "running.1.journal"}
+    assert names(tmp_path) == {"running.1.xml", "running.1.journal", ".running.lock"}
     assert reopen(tmp_path) == Contents(b"<config>old new</config>", [])
 
 
@@ -194,13 +208,13 @@ def test_a_failed_compaction_leaves_a_store_that_loads_the_same(tmp_path: Path,
         journal.compact(b"<config>one two</config>")
     journal.append(RECORDS[2].kind, RECORDS[2].payload)
     journal.close()
-    assert names(tmp_path) == {"running.0.journal", "running.1.journal"}
+    assert names(tmp_path) == {"running.0.journal", "running.1.journal", ".running.lock"}
     assert reopen(tmp_path) == Contents(None, RECORDS)
     monkeypatch.undo()
     journal, _ = Journal.open(tmp_path)
     journal.compact(b"<config>one two three</config>")
     journal.close()
-    assert names(tmp_path) == {"running.2.xml", "running.2.journal"}
+    assert names(tmp_path) == {"running.2.xml", "running.2.journal", ".running.lock"}
     assert reopen(tmp_path) == Contents(b"<config>one two three</config>", [])
 
 
@@ -275,7 +289,7 @@ def test_compaction_starts_a_new_generation_and_removes_the_old_one(tmp_path: Pa
     assert (journal.generation, journal.base_generation) == (1, 1)
     journal.append("edit:merge", b"four")
     journal.close()
-    assert names(tmp_path) == {"running.1.xml", "running.1.journal"}
+    assert names(tmp_path) == {"running.1.xml", "running.1.journal", ".running.lock"}
     assert reopen(tmp_path) == Contents(b"<config>all three</config>", [Record("edit:merge", b"four")])
 
 
