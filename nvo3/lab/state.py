@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nvo3.fsutil import write_atomically
+from nvo3.common.files import write_atomically
 
 DEFAULT_PATH = Path("/run/nvo3/lab.json")
 

@@ -18,7 +18,7 @@ import libyang
 from _libyang import ffi, lib
 from lxml import etree
 
-from nvo3.fsutil import write_atomically
+from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.xml import BASE_NS, PARSER, WD_ATTR_NS, WITH_DEFAULTS_NS, base
 from nvo3.netconf.server.schema import Schema
 from nvo3.netconf.server.validation import parse_config

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvo3.fsutil import write_atomically
+from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.schema import Schema

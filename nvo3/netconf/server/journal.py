@@ -58,7 +58,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nvo3.fsutil import write_atomically
+from nvo3.common.files import write_atomically
 
 log = logging.getLogger(__name__)
 

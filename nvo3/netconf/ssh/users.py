@@ -28,7 +28,7 @@ from typing import Any
 
 import paramiko
 
-from nvo3.fsutil import write_atomically
+from nvo3.common.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from nvo3.common import names
+from nvo3.common.files import write_atomically
 from nvo3.common.tree import Tree
-from nvo3.fsutil import write_atomically
 from nvo3.netconf.server.role import ApplyError, Notifier
 from nvo3.roles.peers.links import PeerConfig, PeerLinks
 from nvo3.roles.vcenter.placement import Candidate, Load, release, reserve

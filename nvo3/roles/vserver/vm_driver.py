@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nvo3.common.files import write_atomically
 from nvo3.dataplane.vm_links import Address, VmLinks
-from nvo3.fsutil import write_atomically
 from nvo3.roles.vserver.capacity import Resources
 from nvo3.roles.vserver.processes import NETNS_DIR, in_netns, netns_inode, proc_start_time
 
