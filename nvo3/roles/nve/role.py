@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from nvo3.dataplane.kernel import ApplyError as KernelApplyError
-from nvo3.dataplane.kernel import Kernel, PyrouteKernel
+from nvo3.dataplane.kernel import Kernel, KernelApplyError
+from nvo3.dataplane.linux import PyrouteKernel
 from nvo3.dataplane.links import IFF_UP, PORT_ALIAS, port_alias
 from nvo3.dataplane.model import (
     KIND_OF,
@@ -52,7 +52,7 @@ from nvo3.dataplane.model import (
     Port,
     vni_of,
 )
-from nvo3.dataplane.monitor import Event, Monitor
+from nvo3.dataplane.monitor import NetlinkEvent, NetlinkMonitor
 from nvo3.dataplane.nlbulk import NUD_PERMANENT
 from nvo3.dataplane.tracker import Batch, DeltaTracker
 from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role, Tree
@@ -135,7 +135,7 @@ class NveRole(Role):
         self._kernel_factory = kernel_factory or PyrouteKernel
         self._use_monitor, self.debounce = monitor, debounce
         self.kernel: Any = None
-        self.monitor: Monitor | None = None
+        self.monitor: NetlinkMonitor | None = None
         self.lock = threading.RLock()
         self.tracker = DeltaTracker()
         self.config: Tree = {}
@@ -163,9 +163,9 @@ class NveRole(Role):
         super().start(notifier)
         self.kernel = self._kernel_factory(self.netns)
         if self._use_monitor:
-            self.monitor = Monitor(self._on_events, netns=self.netns).start()
-            if hasattr(self.kernel, "echoes"):  # own FDB changes: not decoded, not checked
-                self.kernel.echoes = self.monitor.echoes
+            self.monitor = NetlinkMonitor(self._on_events, netns=self.netns).start()
+            # own FDB changes: not decoded, not checked
+            self.kernel.suppress_echoes(self.monitor.echoes)
             self._thread = threading.Thread(target=self._repair_loop, daemon=True,
                                             name=f"nvo3-nve-repair-{self.netns}")
             self._thread.start()
@@ -248,10 +248,7 @@ class NveRole(Role):
                for o in (*batch.deletes, *(u.new for u in batch.updates))):
             self._links_changed = True
         dumped, self._dumped = self._dumped, None
-        if dumped is not None and hasattr(self.kernel, "links"):
-            self.kernel.apply(batch, dumped=dumped)
-        else:
-            self.kernel.apply(batch)
+        self.kernel.apply(batch, link_dump=dumped)
         self.tracker.applied(batch)
         stamp = _now()
         self.programmed_at.update({(KIND_OF[type(new)], new.key): stamp
@@ -335,7 +332,7 @@ class NveRole(Role):
             log.exception("nve: could not send the attachment notifications")
 
     # -- drift repair ----------------------------------------------------------------------
-    def _on_events(self, events: list[Event]) -> None:
+    def _on_events(self, events: list[NetlinkEvent]) -> None:
         dirty = check = False
         for e in events:
             if e.what == "link":
@@ -353,7 +350,7 @@ class NveRole(Role):
             return
         self._wake.set()
 
-    def _link_drift(self, e: Event) -> bool:
+    def _link_drift(self, e: NetlinkEvent) -> bool:
         """A link event against what the agent wants: False when the link is as wanted (or
         is none of the agent's business), True when it visibly is not or when the event alone
         cannot tell (a device the agent's index does not know yet).
@@ -383,7 +380,7 @@ class NveRole(Role):
         br = self._br_of.get(port.vni)  # type: ignore[attr-defined]
         return br is None or e.master != br or e.alias != port_alias(port)  # type: ignore
 
-    def _relevant(self, e: Event) -> bool:
+    def _relevant(self, e: NetlinkEvent) -> bool:
         """True for FDB/neighbour changes the agent did not ask for (or cannot tell)."""
         if e.what == "overrun":
             return True
@@ -458,8 +455,7 @@ class NveRole(Role):
     def _fast_links(self) -> list[Any] | None:
         """(index, name, master, flags, alias) of every link, one raw dump; None with a fake
         kernel."""
-        dump = getattr(self.kernel, "links", None)
-        return dump() if dump is not None else None
+        return self.kernel.dump_links()
 
     def _link_names(self, links: list[Any] | None = None) -> set[str] | None:
         links = self._fast_links() if links is None else links
