@@ -344,23 +344,24 @@ class PyrouteKernel:
         return devs
 
     def _msgs(self, obj: KernelObject, op: tuple[int, int]) -> list[Msg]:
+        if type(obj) is RemoteMac:          # the bulk case first: 10k of them per push
+            vni = obj.vni
+            vx, br = self._devs.get(vni) or self._devices(vni, obj)
+            mac = bytes.fromhex(obj.mac.replace(":", ""))
+            vtep = obj.remote_vtep
+            out = [Msg(op, AF_BRIDGE, vx, NUD_PERMANENT, NTF_SELF, mac,
+                       inet_pton(AF_INET6 if ":" in vtep else AF_INET, vtep)),
+                   Msg(op, AF_BRIDGE, vx, NUD_NOARP, NTF_MASTER, mac, None)]
+            for ip in obj.ips:
+                fam, raw = nlbulk.ip_bytes(ip)
+                out.append(Msg(op, fam, br, NUD_PERMANENT, 0, mac, raw))
+            return out
         if type(obj) is FloodEntry:
             vx, _br = self._devices(obj.vni, obj)
             flood_op = nlbulk.OP_APPEND if op != nlbulk.OP_DEL else op
             return [Msg(flood_op, AF_BRIDGE, vx, NUD_PERMANENT, NTF_SELF,
                         bytes(6), nlbulk.ip_bytes(obj.remote_vtep)[1])]
-        if type(obj) is not RemoteMac:
-            raise TypeError(f"no FDB messages for {obj!r}")
-        vx, br = self._devices(obj.vni, obj)
-        mac = bytes.fromhex(obj.mac.replace(":", ""))
-        vtep = obj.remote_vtep
-        out = [Msg(op, AF_BRIDGE, vx, NUD_PERMANENT, NTF_SELF, mac,
-                   inet_pton(AF_INET6 if ":" in vtep else AF_INET, vtep)),
-               Msg(op, AF_BRIDGE, vx, NUD_NOARP, NTF_MASTER, mac, None)]
-        for ip in obj.ips:
-            fam, raw = nlbulk.ip_bytes(ip)
-            out.append(Msg(op, fam, br, NUD_PERMANENT, 0, mac, raw))
-        return out
+        raise TypeError(f"no FDB messages for {obj!r}")
 
     def _ops(self, ops: _Ops, obj: KernelObject, delete: bool) -> None:
         fwd, back = (nlbulk.OP_DEL, nlbulk.OP_ADD) if delete else (nlbulk.OP_ADD, nlbulk.OP_DEL)
