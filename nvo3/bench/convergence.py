@@ -48,7 +48,7 @@ from typing import Any
 
 from nvo3.common.names import NDIRECTOR_NS as ND_NS
 from nvo3.common.names import NVE_NS
-from nvo3.dataplane.monitor import RTMGRP_NEIGH, Event, Monitor
+from nvo3.dataplane.monitor import RTMGRP_NEIGH, NetlinkEvent, NetlinkMonitor
 from nvo3.launcher import RoleProcess, start_role
 from nvo3.netconf.proto.xml import BASE_NS
 
@@ -93,14 +93,14 @@ class _FdbWatch:
         self.cond = threading.Condition()
         # FDB events only: the link events of thousands of ports would cost the measuring
         # process CPU that the measured daemons share
-        self.monitor = Monitor(self._on, netns=ns, poll=0.05, groups=RTMGRP_NEIGH).start()
+        self.monitor = NetlinkMonitor(self._on, netns=ns, poll=0.05, groups=RTMGRP_NEIGH).start()
 
     def expect(self, expected: dict[str, str]) -> None:
         with self.cond:
             self.expected = expected
             self.good = sum(1 for m, d in expected.items() if self.now.get(m, ("",))[0] == d)
 
-    def _on(self, events: list[Event]) -> None:
+    def _on(self, events: list[NetlinkEvent]) -> None:
         t = time.perf_counter()
         with self.cond:
             now, exp = self.now, self.expected

@@ -16,14 +16,13 @@ such; on kernels that have it, the bridge gets vlan_filtering and the port
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nvo3.dataplane import nlbulk
-from nvo3.dataplane.model import OWNER_ALIAS, Network, Port
+from nvo3.dataplane.model import OWNER_ALIAS, FloodMode, Network, Port
 
 Undo = Callable[[], None]
 PORT_ALIAS = OWNER_ALIAS + " port"
@@ -31,28 +30,57 @@ IFF_UP = 0x1
 FLOOD_FLAGS = ("unicast_flood", "mcast_flood", "bcast_flood")
 
 
-def _noop() -> None:
-    return None
+class LinkMessage(Protocol):
+    """A pyroute2 link message (``ifinfmsg``), as far as nvo3 reads it: the header fields
+    (``msg["index"]``, ``msg["flags"]``) and IFLA_* attributes, nested ones by path."""
+
+    def __getitem__(self, field: str) -> Any:
+        """A header field."""
+
+    def get_attr(self, name: str) -> Any:
+        """One top-level IFLA_* attribute (None: absent)."""
+
+    def get_nested(self, *names: str) -> Any:
+        """An attribute nested under ``names`` (None: absent)."""
 
 
-def attr(link: Any, name: str) -> Any:
+class RouteSocket(Protocol):
+    """The part of pyroute2's ``IPRoute`` nvo3 uses (pyroute2 has no type information)."""
+
+    def link(self, command: str, **kwargs: Any) -> list[LinkMessage]:
+        """RTM_*LINK: ``add``, ``set``, ``del`` or ``get`` a link."""
+
+    def brport(self, command: str, **kwargs: Any) -> Any:
+        """Set bridge-port flags of a link."""
+
+    def vlan_filter(self, command: str, **kwargs: Any) -> Any:
+        """Add or remove a bridge VLAN of a port."""
+
+    def get_links(self) -> Iterable[LinkMessage]:
+        """Every link with all its attributes (statistics included)."""
+
+    def close(self) -> None:
+        """Release the netlink socket."""
+
+
+def attr(link: LinkMessage, name: str) -> Any:
     """One IFLA_* attribute of a link message."""
     return link.get_attr(name)
 
 
-def info_data(link: Any) -> dict[str, Any]:
+def info_data(link: LinkMessage) -> dict[str, Any]:
     """IFLA_INFO_DATA of a link as a plain dict."""
     data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     return dict(data["attrs"]) if data else {}
 
 
-def slave_data(link: Any) -> dict[str, Any]:
+def slave_data(link: LinkMessage) -> dict[str, Any]:
     """IFLA_INFO_SLAVE_DATA (bridge port flags) of a link as a plain dict."""
     data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA")
     return dict(data["attrs"]) if data else {}
 
 
-def lookup(ipr: IPRoute, name: str) -> Any | None:
+def lookup(ipr: RouteSocket, name: str) -> LinkMessage | None:
     """The link called ``name``, or None."""
     try:
         return ipr.link("get", ifname=name)[0]
@@ -62,12 +90,20 @@ def lookup(ipr: IPRoute, name: str) -> Any | None:
         raise
 
 
-def owned(link: Any | None) -> bool:
+def _get(ipr: RouteSocket, name: str) -> LinkMessage:
+    """The link called ``name``, which must exist (NetlinkError ENODEV otherwise)."""
+    link = lookup(ipr, name)
+    if link is None:
+        raise NetlinkError(errno.ENODEV, f"{name} does not exist")
+    return link
+
+
+def owned(link: LinkMessage | None) -> bool:
     """True when nvo3 created/attached this link."""
     return link is not None and (attr(link, "IFLA_IFALIAS") or "").startswith(OWNER_ALIAS)
 
 
-def vxlan_conflicts(link: Any, net: Network) -> list[str]:
+def vxlan_conflicts(link: LinkMessage, net: Network) -> list[str]:
     """Field-by-field differences between an existing VXLAN device and ``net``."""
     kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
     if kind != "vxlan":
@@ -79,12 +115,12 @@ def vxlan_conflicts(link: Any, net: Network) -> list[str]:
             if data.get(key) != value]
 
 
-def _refuse_foreign(link: Any | None, name: str) -> None:
+def _refuse_foreign(link: LinkMessage | None, name: str) -> None:
     if link is not None and not owned(link):
         raise NetlinkError(errno.EEXIST, f"{name} exists and is not owned by nvo3")
 
 
-def ensure_network(ipr: IPRoute, net: Network) -> tuple[Undo, str | None]:
+def ensure_network(ipr: RouteSocket, net: Network) -> tuple[Undo, str | None]:
     """Make bridge + VXLAN device of ``net`` exist as desired; (undo, recreate reason)."""
     created: list[str] = []
     reason = None
@@ -93,7 +129,7 @@ def ensure_network(ipr: IPRoute, net: Network) -> tuple[Undo, str | None]:
     if br is None:
         ipr.link("add", ifname=net.bridge, kind="bridge", br_stp_state=0)
         created.append(net.bridge)
-        br = lookup(ipr, net.bridge)
+        br = _get(ipr, net.bridge)
         ipr.link("set", index=br["index"], ifalias=OWNER_ALIAS)
     vx = lookup(ipr, net.vxlan)
     _refuse_foreign(vx, net.vxlan)
@@ -105,7 +141,7 @@ def ensure_network(ipr: IPRoute, net: Network) -> tuple[Undo, str | None]:
         ipr.link("add", ifname=net.vxlan, kind="vxlan", vxlan_id=net.vni,
                  vxlan_local=net.vtep_local, vxlan_port=net.dstport, vxlan_learning=0)
         created.append(net.vxlan)
-        vx = lookup(ipr, net.vxlan)
+        vx = _get(ipr, net.vxlan)
         ipr.link("set", index=vx["index"], ifalias=OWNER_ALIAS)
     ipr.link("set", index=vx["index"], master=br["index"], state="up")
     ipr.link("set", index=br["index"], state="up")
@@ -119,7 +155,7 @@ def ensure_network(ipr: IPRoute, net: Network) -> tuple[Undo, str | None]:
     return undo, reason
 
 
-def delete_link(ipr: IPRoute, name: str) -> None:
+def delete_link(ipr: RouteSocket, name: str) -> None:
     """Delete an owned link; absent is success."""
     link = lookup(ipr, name)
     if link is None or not owned(link):
@@ -131,7 +167,7 @@ def delete_link(ipr: IPRoute, name: str) -> None:
             raise
 
 
-def network_from(vx: Any, br: nlbulk.LinkEntry | None) -> Network | None:
+def network_from(vx: LinkMessage, br: nlbulk.LinkEntry | None) -> Network | None:
     """The Network an owned VXLAN device (full pyroute2 message) and its bridge (raw dump
     entry) implement, or None if incomplete."""
     if br is None or not br.alias.startswith(OWNER_ALIAS) or attr(vx, "IFLA_MASTER") != br.index \
@@ -140,9 +176,9 @@ def network_from(vx: Any, br: nlbulk.LinkEntry | None) -> Network | None:
     data, port = info_data(vx), slave_data(vx)
     if data.get("IFLA_VXLAN_LEARNING") != 0 or not data.get("IFLA_VXLAN_LOCAL"):
         return None
-    mode = "none" if port.get("IFLA_BRPORT_BCAST_FLOOD") == 0 else "head-end"
+    mode: FloodMode = "none" if port.get("IFLA_BRPORT_BCAST_FLOOD") == 0 else "head-end"
     return Network(vni=data["IFLA_VXLAN_ID"], vtep_local=data["IFLA_VXLAN_LOCAL"],
-                   dstport=data["IFLA_VXLAN_PORT"], flood_mode=mode)  # type: ignore[arg-type]
+                   dstport=data["IFLA_VXLAN_PORT"], flood_mode=mode)
 
 
 def port_alias(port: Port) -> str:
@@ -161,7 +197,7 @@ def port_from(link: nlbulk.LinkEntry, vni: int) -> Port | None:
     return Port(name=link.name, vni=vni, vlan=vlan, mac=fields["mac"], ips=ips)
 
 
-def attach_port(ipr: IPRoute, port: Port) -> Undo:
+def attach_port(ipr: RouteSocket, port: Port) -> Undo:
     """Enslave the VM's host-side interface to its network's bridge."""
     link = lookup(ipr, port.name)
     if link is None:
@@ -189,12 +225,3 @@ def attach_port(ipr: IPRoute, port: Port) -> Undo:
         undo()
         raise
     return undo
-
-
-def detach_port(ipr: IPRoute, port: Port) -> Undo:
-    """Release a port nvo3 attached; absent is success."""
-    link = lookup(ipr, port.name)
-    if link is None or not (attr(link, "IFLA_IFALIAS") or "").startswith(PORT_ALIAS):
-        return _noop
-    ipr.link("set", index=link["index"], master=0, ifalias="")
-    return lambda: (attach_port(ipr, port), None)[1]

@@ -23,15 +23,17 @@ at most 8 decimal digits, so ``vx-16777215`` is 11 characters.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nvo3.common.mac import norm_mac
+
 FloodMode = Literal["head-end", "none"]
 Direction = Literal["in", "out"]
 Action = Literal["accept", "drop"]
+IpProtocol = Literal["any", "icmp", "tcp", "udp"]
 
 VXLAN_PREFIX = "vx-"
 BRIDGE_PREFIX = "br-"
@@ -56,20 +58,6 @@ def vni_of(ifname: str) -> int | None:
         if ifname.startswith(prefix) and ifname[len(prefix):].isdigit():
             return int(ifname[len(prefix):])
     return None
-
-
-_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
-
-
-def norm_mac(mac: str) -> str:
-    """Lower-case colon form of a MAC address; raises ValueError if malformed."""
-    if _MAC.fullmatch(mac):          # fast path: already canonical (bulk pushes)
-        return mac
-    parts = mac.replace("-", ":").lower().split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"bad MAC address {mac!r}")
-    int("".join(parts), 16)
-    return ":".join(parts)
 
 
 def norm_ip(ip: str) -> str:
@@ -194,7 +182,7 @@ class AclRule:
 
     action: Action
     direction: Direction = "out"
-    proto: Literal["any", "icmp", "tcp", "udp"] = "any"
+    proto: IpProtocol = "any"
     peer: str | None = None  # IPv4 prefix of the other end, None = any
     port: int | None = None  # TCP/UDP destination port
 

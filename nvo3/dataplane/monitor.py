@@ -3,10 +3,10 @@
 A thread reads a NETLINK_ROUTE socket (opened inside the target namespace)
 subscribed to RTMGRP_LINK and RTMGRP_NEIGH, decodes RTM_NEWLINK/RTM_DELLINK
 and RTM_NEWNEIGH/RTM_DELNEIGH with ``struct`` and calls ``callback`` with the
-batch of :class:`Event` read in one go.  The agent typically reacts with
-``tracker.observe(kernel.dump())`` and an apply (a resync), or with
-``observe_one`` for FDB events.  The loop polls with a bounded timeout so
-:meth:`Monitor.stop` returns within ~0.2 s.
+batch of :class:`NetlinkEvent` read in one go.  The agent judges them against what it
+wants and, when the kernel drifted, reacts with ``tracker.observe(kernel.dump())`` and an
+apply (a resync).  The loop polls with a bounded timeout so
+:meth:`NetlinkMonitor.stop` returns within ~0.2 s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RCVBUF = 64 << 20   # a 10k-entry push echoes ~20k neighbour events (~1 KiB of s
 DRAIN = 8192        # datagrams read per wake-up at most, then one callback
 
 
-class Event(NamedTuple):
+class NetlinkEvent(NamedTuple):
     """One kernel change: ``what`` is "link", "fdb" or "neigh"; ``action`` "new"/"del".
 
     A named tuple, not a dataclass: a bulk push echoes tens of thousands of events, and a
@@ -51,7 +51,7 @@ class Event(NamedTuple):
     alias: str = ""          # links: the ifalias
 
 
-def decode(data: bytes, out: list[Event] | None = None) -> list[Event]:
+def decode(data: bytes, out: list[NetlinkEvent] | None = None) -> list[NetlinkEvent]:
     """Events in one datagram from the monitor socket (appended to ``out`` if given).
 
     Neighbour messages take a fast path when the kernel's usual layout holds (NDA_LLADDR
@@ -82,12 +82,12 @@ def decode(data: bytes, out: list[Event] | None = None) -> list[Event]:
                 e = nlbulk.parse_neigh(memoryview(data)[off + 16:off + length])
                 mac = e.mac.hex(":") if e.mac and len(e.mac) == 6 else None
                 dst = nlbulk.ip_text(e.dst) if e.dst else None
-            append(Event("fdb" if fam == nlbulk.AF_BRIDGE else "neigh",
+            append(NetlinkEvent("fdb" if fam == nlbulk.AF_BRIDGE else "neigh",
                          "new" if mtype == nlbulk.RTM_NEWNEIGH else "del", ifindex,
                          None, mac, dst, state, flags))
         elif mtype in (RTM_NEWLINK, RTM_DELLINK):
             lk = nlbulk.parse_link(memoryview(data)[off + 16:off + length])
-            append(Event("link", "new" if mtype == RTM_NEWLINK else "del", lk.index,
+            append(NetlinkEvent("link", "new" if mtype == RTM_NEWLINK else "del", lk.index,
                          ifname=lk.name or None, flags=lk.flags, master=lk.master,
                          alias=lk.alias))
         off = nxt
@@ -106,10 +106,10 @@ def _dst(data: bytes, off: int, end: int) -> str | None:
     return None
 
 
-class Monitor:
+class NetlinkMonitor:
     """A daemon thread delivering kernel events of one namespace to ``callback``."""
 
-    def __init__(self, callback: Callable[[list[Event]], None], netns: str | None = None,
+    def __init__(self, callback: Callable[[list[NetlinkEvent]], None], netns: str | None = None,
                  poll: float = 0.2, groups: int = RTMGRP_LINK | RTMGRP_NEIGH) -> None:
         self.callback, self.netns, self.poll = callback, netns, poll
         self._stop = threading.Event()
@@ -122,7 +122,7 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name=f"nvo3-monitor-{netns}",
                                         daemon=True)
 
-    def start(self) -> Monitor:
+    def start(self) -> NetlinkMonitor:
         """Start the thread; returns self."""
         self._thread.start()
         return self
@@ -139,7 +139,7 @@ class Monitor:
             ready, _w, _x = select.select([self.sock], [], [], self.poll)
             if not ready:
                 continue
-            events: list[Event] = []
+            events: list[NetlinkEvent] = []
             recv = self.sock.recv
             echoes, key_of = self.echoes, nlbulk.echo_key
             try:
@@ -155,7 +155,7 @@ class Monitor:
                 pass
             except OSError as exc:  # ENOBUFS: events were lost, the agent must resync
                 log.warning("monitor lost events (%s); signalling a resync", exc)
-                events.append(Event("overrun", "resync", 0))
+                events.append(NetlinkEvent("overrun", "resync", 0))
             if not events:
                 continue
             try:

@@ -26,7 +26,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
@@ -226,7 +226,7 @@ def send_batch(sock: socket.socket, msgs: list[NeighMsg], timeout: float = 10.0,
                echoes: set[bytes] | None = None) -> dict[int, int]:
     """Send ``msgs``; return {index of failed message: errno} (empty = all done).
 
-    ``echoes``: a set shared with a :class:`~nvo3.dataplane.monitor.Monitor`; the
+    ``echoes``: a set shared with a :class:`~nvo3.dataplane.monitor.NetlinkMonitor`; the
     :func:`echo_key` of every message sent is added to it first, so the monitor can drop
     the kernel's notification of the change without decoding it.
     """
@@ -327,7 +327,7 @@ class LinkSet(NamedTuple):
     """One RTM_NEWLINK "set" of a link: its master (0 = none), ifalias, and IFF_UP (True: up,
     False: down, None: leave it)."""
 
-    index: int
+    ifindex: int
     master: int
     alias: str
     up: bool | None = None
@@ -340,7 +340,7 @@ def encode_link_set(msg: LinkSet, seq: int, ack: bool = True) -> bytes:
         _RTA.pack(4 + len(alias), IFLA_IFALIAS) + alias + bytes(-len(alias) % 4)
     flags = 1 if msg.up else 0                       # IFF_UP
     change = 0 if msg.up is None else 1
-    body = _IFI.pack(socket.AF_UNSPEC, 0, msg.index, flags, change) + attrs
+    body = _IFI.pack(socket.AF_UNSPEC, 0, msg.ifindex, flags, change) + attrs
     fl = NLM_F_REQUEST | (NLM_F_ACK if ack else 0)
     return _HDR.pack(16 + len(body), RTM_NEWLINK, fl, seq, 0) + body
 
@@ -395,15 +395,3 @@ def parse_neigh(payload: memoryview) -> NeighEntry:
 def errno_text(err: int) -> str:
     """``No such device (ENODEV)``."""
     return f"{os.strerror(err)} ({errno_mod.errorcode.get(err, err)})"
-
-
-def chunks(items: Iterable[NeighMsg], size: int = CHUNK) -> Iterator[list[NeighMsg]]:
-    """Split ``items`` into lists of at most ``size``."""
-    buf: list[NeighMsg] = []
-    for it in items:
-        buf.append(it)
-        if len(buf) == size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf

@@ -52,10 +52,6 @@ How changes are applied (the hot path of every port attach/detach):
   each time); a 2,500-port script costs about the same either way (parsing dominates), so the
   library wins on the per-move latency and loses nothing on bulk.  Without the library (or if
   its context cannot be created) the ``nft`` binary is used, with the same scripts.
-
-An older layout (a ``spoof`` verdict map and ``s-<port>`` chains, written by earlier versions)
-is read back as such and replaced by the current one in the next script (one transaction:
-delete the table, create it again with everything nvo3 holds).
 """
 
 from __future__ import annotations
@@ -70,15 +66,19 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from nvo3.dataplane.model import AclRule, Policy, Port
+from nvo3.dataplane.model import AclRule, Action, Direction, IpProtocol, KernelObject, Policy
 
 log = logging.getLogger(__name__)
 
 TABLE = "bridge nvo3"
 Undo = Callable[[], None]
+#: Anti-spoofing changes: port -> (the one source MAC it allows, None = none; the object asking).
+SpoofChanges = dict[str, tuple[str | None, KernelObject]]
+#: Policy changes: port -> (its Policy, None = none; the object asking).
+PolicyChanges = dict[str, tuple[Policy | None, KernelObject]]
 BASE = f"""table {TABLE} {{
   set vm_ports {{ type ifname; }}
   set vm_macs {{ type ifname . ether_addr; }}
@@ -92,7 +92,6 @@ BASE = f"""table {TABLE} {{
     iifname vmap @from_vm; }}
 }}
 """
-BASE_LINES = BASE.count("\n")
 ELEMS_PER_LINE = 512          # set elements merged into one statement
 NFT_CTX_OUTPUT_JSON = 1 << 4
 CLONE_NEWNET = 0x40000000
@@ -103,7 +102,7 @@ class NftError(OSError):
     """nft refused a script (none of it was applied); ``obj``: the object of the failing
     statement when it could be told, else None."""
 
-    def __init__(self, err: int, msg: str, obj: object = None) -> None:
+    def __init__(self, err: int, msg: str, obj: KernelObject | None = None) -> None:
         super().__init__(err, msg)
         self.obj = obj
 
@@ -122,17 +121,16 @@ def _rule(r: AclRule, i: int) -> str:
 
 
 def _parse_rule(tag: str) -> tuple[int, AclRule]:
+    """A rule back from the comment nvo3 wrote (AclRule checks action and direction)."""
     _acl, i, action, direction, proto, peer, port = tag.split()
-    return int(i), AclRule(action=action, direction=direction, proto=proto,  # type: ignore[arg-type]
-                           peer=None if peer == "-" else peer,
+    return int(i), AclRule(action=cast(Action, action), direction=cast(Direction, direction),
+                           proto=cast(IpProtocol, proto), peer=None if peer == "-" else peer,
                            port=None if port == "-" else int(port))
 
 
 # -- the two ways to run nft -------------------------------------------------------------------
 class _Runner:
     """Runs nft scripts in one namespace: ``run(script, json_out) -> (rc, stdout, stderr)``."""
-
-    kind = "?"
 
     def run(self, script: str, json_out: bool = False) -> tuple[int, str, str]:
         raise NotImplementedError
@@ -143,8 +141,6 @@ class _Runner:
 
 class _ProcRunner(_Runner):
     """The ``nft`` binary, one process per script (entered into the namespace by nsenter)."""
-
-    kind = "nft process"
 
     def __init__(self, netns: str | None) -> None:
         # nsenter only enters the network namespace (~3 ms less per call than `ip netns exec`,
@@ -164,7 +160,6 @@ class _ProcRunner(_Runner):
 class _LibRunner(_Runner):
     """libnftables in-process, driven from one worker thread living in the namespace."""
 
-    kind = "libnftables"
     _lib: Any = None
 
     @classmethod
@@ -267,13 +262,14 @@ class _Script:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.objs: list[object] = []
+        self.objs: list[KernelObject] = []
 
-    def add(self, line: str, obj: object) -> None:
+    def add(self, line: str, obj: KernelObject) -> None:
+        """One statement, made for ``obj``."""
         self.lines.append(line)
         self.objs.append(obj)
 
-    def elements(self, verb: str, setname: str, items: list[tuple[str, object]]) -> None:
+    def elements(self, verb: str, setname: str, items: list[tuple[str, KernelObject]]) -> None:
         """``verb element`` statements for ``items`` (element text, object), merged."""
         for i in range(0, len(items), ELEMS_PER_LINE):
             part = items[i:i + ELEMS_PER_LINE]
@@ -281,6 +277,7 @@ class _Script:
                      part[0][1])
 
     def text(self, head: str = "") -> str:
+        """The script, after ``head`` (the table's definition when it is created)."""
         return head + "\n".join(self.lines) + "\n"
 
 
@@ -292,8 +289,7 @@ class NftPolicy:
         self._backend = backend
         self._nft: _Runner | None = None
         self._loaded = False
-        self._table = False          # the table exists (in some layout)
-        self._rebuild = False        # it has an older layout: the next script recreates it
+        self._table = False          # the table exists
         self._ports: set[str] = set()              # elements of vm_ports
         self._pairs: dict[str, set[str]] = {}      # port -> MACs in vm_macs
         self._pols: dict[str, Policy] = {}
@@ -318,12 +314,10 @@ class NftPolicy:
         ports: set[str] = set()
         pairs: dict[str, set[str]] = {}
         chains: dict[str, list[str]] = {}
-        sets: set[str] = set()
         table = rc == 0 and bool(out.strip())
         for item in (json.loads(out)["nftables"] if table else []):
             if "set" in item or "map" in item:
                 s = item.get("set") or item["map"]
-                sets.add(s["name"])
                 elems = s.get("elem") or []
                 for e in elems if isinstance(elems, list) else [elems]:
                     if isinstance(e, dict) and "elem" in e:
@@ -337,13 +331,6 @@ class NftPolicy:
                 chains.setdefault(item["chain"]["name"], [])
             elif "rule" in item:
                 chains.setdefault(item["rule"]["chain"], []).append(item["rule"].get("comment", ""))
-        self._rebuild = table and not {"vm_ports", "vm_macs", "from_vm", "to_vm"} <= sets
-        if self._rebuild:       # the older layout: s-<port> chains hold the MACs
-            for chain, tags in chains.items():
-                for tag in tags if chain.startswith("s-") else []:
-                    if tag.startswith("spoof mac="):
-                        ports.add(chain[2:])
-                        pairs.setdefault(chain[2:], set()).add(tag.split("=", 1)[1].lower())
         pols = {}
         for chain, tags in chains.items():
             port = chain[2:]
@@ -363,10 +350,10 @@ class NftPolicy:
         if not self._loaded:
             self.load()
 
-    def dump(self, ports: set[str] | None = None) -> list[Policy]:
-        """Policies installed for ``ports`` (None = all), read from the kernel."""
+    def dump(self) -> list[Policy]:
+        """Every policy installed, read from the kernel."""
         self.load()
-        return [p for name, p in self._pols.items() if ports is None or name in ports]
+        return list(self._pols.values())
 
     def port_mac(self, port: str) -> str | None:
         """The one MAC anti-spoofing allows on ``port`` (as last read or written), or None."""
@@ -380,11 +367,10 @@ class NftPolicy:
         return {p: m for p in self._ports for m in [self.port_mac(p)] if m is not None}
 
     # -- writing ---------------------------------------------------------------------------
-    def apply(self, spoof: dict[str, tuple[str | None, object]] | None = None,
-              policies: dict[str, tuple[Policy | None, object]] | None = None) -> Undo:
-        """One script: anti-spoofing ``{port: (MAC or None = none, obj)}`` and policies
-        ``{port: (Policy or None = none, obj)}``; all of it or nothing (:class:`NftError`).
-        Returns the undo (one script back to the previous values)."""
+    def apply(self, spoof: SpoofChanges | None = None,
+              policies: PolicyChanges | None = None) -> Undo:
+        """One script: anti-spoofing and policy changes; all of it or nothing
+        (:class:`NftError`).  Returns the undo (one script back to the previous values)."""
         spoof, policies = spoof or {}, policies or {}
         if not spoof and not policies:
             return lambda: None
@@ -394,23 +380,10 @@ class NftPolicy:
         self._run(spoof, policies)
         return lambda: self._run(old_spoof, old_pols)
 
-    def _run(self, spoof: dict[str, tuple[str | None, object]],
-             policies: dict[str, tuple[Policy | None, object]]) -> None:
+    def _run(self, spoof: SpoofChanges, policies: PolicyChanges) -> None:
         self._ensure()
-        head = ""
-        if self._rebuild:                 # everything again, in the current layout
-            head = f"delete table {TABLE}\n{BASE}"
-            want_spoof = {p: (self.port_mac(p), None) for p in self._ports}
-            want_pols = {p: (pol, None) for p, pol in self._pols.items()}
-            want_spoof.update(spoof)
-            want_pols.update(policies)
-            spoof, policies = want_spoof, want_pols
-            cur_ports: set[str] = set()
-            cur_pairs: dict[str, set[str]] = {}
-            cur_pols: dict[str, Policy] = {}
-        else:
-            head = "" if self._table else BASE
-            cur_ports, cur_pairs, cur_pols = self._ports, self._pairs, self._pols
+        head = "" if self._table else BASE
+        cur_ports, cur_pairs, cur_pols = self._ports, self._pairs, self._pols
         sc = _Script()
         # policies going away or changing: their map elements, then their chains
         for port, (pol, obj) in policies.items():
@@ -421,7 +394,10 @@ class NftPolicy:
                 sc.add(f"delete chain {TABLE} o-{port}", obj)
                 sc.add(f"delete chain {TABLE} i-{port}", obj)
         # anti-spoofing: old pairs and ports out, new ones in
-        del_pairs, del_ports, add_pairs, add_ports = [], [], [], []
+        del_pairs: list[tuple[str, KernelObject]] = []
+        del_ports: list[tuple[str, KernelObject]] = []
+        add_pairs: list[tuple[str, KernelObject]] = []
+        add_ports: list[tuple[str, KernelObject]] = []
         for port, (mac, obj) in spoof.items():
             mac = mac.lower() if mac else None
             have = cur_pairs.get(port, set())
@@ -440,16 +416,13 @@ class NftPolicy:
             if pol is not None and pol != cur_pols.get(port):
                 for line in self._policy_lines(pol):
                     sc.add(line, obj)
-        if not sc.lines and not self._rebuild:
+        if not sc.lines:
             return                        # (nothing to do: the table is not created for it)
         rc, _out, err = self.runner.run(sc.text(head))
         if rc:
             self._loaded = False          # maybe drift: read the table before the next script
-            obj = self._culprit(err, sc, head)
-            raise NftError(22, f"nft: {err.strip() or rc}", obj)
+            raise NftError(22, f"nft: {err.strip() or rc}", self._culprit(err, sc, head))
         # done: what nvo3 holds now
-        if self._rebuild:
-            self._ports, self._pairs, self._pols, self._rebuild = set(), {}, {}, False
         self._table = True
         for port, (mac, _obj) in spoof.items():
             if mac is None:
@@ -465,7 +438,7 @@ class NftPolicy:
                 self._pols[port] = pol
 
     @staticmethod
-    def _culprit(err: str, sc: _Script, head: str) -> object:
+    def _culprit(err: str, sc: _Script, head: str) -> KernelObject | None:
         """The object of the first statement nft complained about (None: cannot tell)."""
         skip = head.count("\n")
         for m in _LOC.finditer(err):
@@ -476,7 +449,7 @@ class NftPolicy:
         for line in err.splitlines():     # libnftables echoes the statement after "Error:"
             if line.strip() in index:
                 return sc.objs[index[line.strip()]]
-        return next((o for o in sc.objs if o is not None), None)
+        return sc.objs[0] if sc.objs else None
 
     @staticmethod
     def _policy_lines(pol: Policy) -> list[str]:
@@ -495,25 +468,3 @@ class NftPolicy:
                     for i, r in enumerate(pol.rules) if r.direction == direction]
             out.append(f'add element {TABLE} {mapname} {{ "{pol.port}" : jump {name} }}')
         return out
-
-    # -- one object at a time (each its own script) -----------------------------------------
-    def put_port(self, port: Port) -> Undo:
-        """Allow only ``port.mac`` as source MAC on ``port``."""
-        return self.apply(spoof={port.name: (port.mac, port)})
-
-    def remove_port(self, port: Port) -> Undo:
-        """Remove the anti-spoofing of ``port`` (absent is success)."""
-        return self.apply(spoof={port.name: (None, port)})
-
-    def put(self, pol: Policy, old: Policy | None = None) -> Undo:
-        """Install or replace the policy of ``pol.port``."""
-        return self.apply(policies={pol.port: (pol, pol)})
-
-    def remove(self, pol: Policy) -> Undo:
-        """Remove the policy of ``pol.port`` (absent is success)."""
-        return self.apply(policies={pol.port: (None, pol)})
-
-
-def ports_of(objs: Iterable[Port]) -> dict[str, tuple[str | None, object]]:
-    """Anti-spoofing targets of ports: {name: (MAC, port)}."""
-    return {p.name: (p.mac, p) for p in objs}

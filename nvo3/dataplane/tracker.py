@@ -68,10 +68,6 @@ class DeltaTracker:
         """Add or change one desired object."""
         self.desired[_kind(obj)][obj.key] = obj
 
-    def delete_desired_one(self, obj: KernelObject) -> None:
-        """Stop desiring one object (absent is fine)."""
-        self.desired[_kind(obj)].pop(obj.key, None)
-
     def observe(self, actual: DesiredState) -> None:
         """Replace the dataplane view with a fresh dump (a resync)."""
         self.dataplane = {k: actual.by_kind(k) for k in KINDS}

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from nvo3.bench.fdb import bench_entries
-from nvo3.dataplane.kernel import ApplyError, PyrouteKernel
+from nvo3.dataplane.kernel import KernelApplyError
+from nvo3.dataplane.linux import PyrouteKernel
 from nvo3.dataplane.model import AclRule, DesiredState, FloodEntry, Network, Policy, Port, RemoteMac
 from nvo3.dataplane.tracker import Batch, DeltaTracker, Update
 
@@ -112,7 +113,7 @@ def test_failed_apply_reverts_everything(hosts: dict[int, Host]) -> None:
     tr = DeltaTracker()
     tr.set_desired(bad)
     tr.observe(before)
-    with pytest.raises(ApplyError) as err:
+    with pytest.raises(KernelApplyError) as err:
         k.apply(tr.pending())
     assert "missing0" in str(err.value) and "No such device" in err.value.reason
     assert k.dump() == before
@@ -130,7 +131,7 @@ def test_failed_bulk_step_reverts_fdb_and_devices(hosts: dict[int, Host]) -> Non
     bad = RemoteMac(VNI, "02:00:00:00:0a:01", "2001:db8::1")  # IPv6 VTEP on an IPv4 VXLAN
     batch = Batch(updates=(Update(Network(200, VTEP[1])),
                            *(Update(r) for r in good), Update(bad)))
-    with pytest.raises(ApplyError) as err:
+    with pytest.raises(KernelApplyError) as err:
         k.apply(batch)
     assert err.value.obj == bad
     assert k.dump() == before
@@ -182,20 +183,20 @@ def test_policy_acl_drop_and_antispoofing(hosts: dict[int, Host]) -> None:
 
 
 def test_monitor_sees_hand_deleted_fdb_entry_and_repairs(hosts: dict[int, Host]) -> None:
-    from nvo3.dataplane.monitor import Event, Monitor
+    from nvo3.dataplane.monitor import NetlinkEvent, NetlinkMonitor
 
     h = hosts[1]
     h.converge(desired(1))
-    seen: list[Event] = []
+    seen: list[NetlinkEvent] = []
     got = __import__("threading").Event()
 
-    def on_events(events: list[Event]) -> None:
+    def on_events(events: list[NetlinkEvent]) -> None:
         for e in events:
             if e.what == "fdb" and e.action == "del" and e.mac == MAC[2] and e.dst == VTEP[2]:
                 seen.append(e)
                 got.set()
 
-    mon = Monitor(on_events, netns=h.ns).start()
+    mon = NetlinkMonitor(on_events, netns=h.ns).start()
     try:
         t0 = time.perf_counter()
         sh("bridge", "-n", h.ns, "fdb", "del", MAC[2], "dev", "vx-100", "dst", VTEP[2], "self")

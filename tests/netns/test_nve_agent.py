@@ -266,7 +266,7 @@ def test_overlay_ping_mapping_spoofing_acl_rate(lab: Lab, overlay: dict[int, Hos
 # -- one host --------------------------------------------------------------------------------
 
 def bulk_macs(n: int) -> list[tuple[str, str]]:
-    return [("02:4e:%02x:%02x:%02x:%02x" % (i >> 24 & 255, i >> 16 & 255, i >> 8 & 255, i & 255),
+    return [(f"02:4e:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
              f"198.18.{1 + (i // 250) % 250}.{1 + i % 250}") for i in range(n)]
 
 

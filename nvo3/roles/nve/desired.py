@@ -30,23 +30,25 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
+from nvo3.common.mac import norm_mac
+from nvo3.common.tree import Tree, entries
 from nvo3.dataplane.model import (
     BRIDGE_PREFIX,
     VXLAN_PREFIX,
     AclRule,
+    Action,
     DesiredState,
+    Direction,
     FloodEntry,
+    FloodMode,
     Network,
     Policy,
     Port,
     RemoteMac,
     norm_ip,
-    norm_mac,
 )
 
-Tree = dict[str, Any]
 StatusKey = tuple[str, object]  # (dataplane kind, tracker key)
 MIN_BURST = 1514
 
@@ -68,10 +70,6 @@ class Derived:
     state: DesiredState
     pending: dict[StatusKey, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-
-
-def _list(node: Tree | None, container: str, entry: str) -> list[Tree]:
-    return list(((node or {}).get(container) or {}).get(entry) or [])
 
 
 def _att_path(vni: int, mac: str, leaf: str = "") -> str:
@@ -112,6 +110,12 @@ class _Unsupported(Exception):
     pass
 
 
+#: Per direction seen from the VM: the YANG leaf of the VM's own side, the peer's side.
+_DIRECTIONS: tuple[tuple[Direction, str, str], ...] = (
+    ("out", "source-ip-prefix", "destination-ip-prefix"),
+    ("in", "destination-ip-prefix", "source-ip-prefix"))
+
+
 def acl_rules(acl: Tree | None, vm_ips: tuple[str, ...]) -> tuple[AclRule, ...]:
     """The dataplane rules of a YANG ``acl`` for a VM with addresses ``vm_ips``."""
     acl = acl or {}
@@ -129,11 +133,10 @@ def acl_rules(acl: Tree | None, vm_ips: tuple[str, ...]) -> tuple[AclRule, ...]:
         if bad:
             raise _Unsupported(f"ACL rule {seq}: {', '.join(bad)} not supported by this NVE "
                                "(it matches IPv4 prefixes, protocol and one destination port)")
-        action = "accept" if r["action"] == "permit" else "drop"
+        action: Action = "accept" if r["action"] == "permit" else "drop"
         proto = r.get("protocol", "any")
         port = int(dport["lower-port"]) if dport else None
-        for direction, own_f, peer_f in (("out", "source-ip-prefix", "destination-ip-prefix"),
-                                         ("in", "destination-ip-prefix", "source-ip-prefix")):
+        for direction, own_f, peer_f in _DIRECTIONS:
             if own_f in r:
                 net = ipaddress.ip_network(r[own_f], strict=False)
                 inside = [ip in net for ip in ips]
@@ -142,8 +145,7 @@ def acl_rules(acl: Tree | None, vm_ips: tuple[str, ...]) -> tuple[AclRule, ...]:
                 if not all(inside):
                     raise _Unsupported(f"ACL rule {seq}: {own_f} {r[own_f]} holds only some "
                                        "of the VM's addresses")
-            out.append(AclRule(action, direction, proto,  # type: ignore[arg-type]
-                               r.get(peer_f), port))
+            out.append(AclRule(action, direction, proto, r.get(peer_f), port))
     if acl.get("default-action") == "deny":
         out += [AclRule("drop", "out"), AclRule("drop", "in")]
     return tuple(out)
@@ -168,19 +170,19 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
     # a remote mapping for it is still configured (the nDirector withdraws it next); an
     # associated VM, or one whose port is gone (it left), leaves the remote mapping in force.
     activated_here = {(int(a["vni"]), norm_mac(a["mac"]))
-                      for a in _list(nve, "attachments", "attachment")
+                      for a in entries(nve, "attachments", "attachment")
                       if a.get("state", "associated") == "activated"
                       and (links is None or a["port"] in links)}
-    for net in _list(nve, "networks", "network"):
+    for net in entries(nve, "networks", "network"):
         vni = int(net["vni"])
         if local is None:  # YANG's must refuses this; keep the function total
             d.problems.append(Problem(network_key(vni), f"network {vni} needs "
                                       "local-vtep-address"))
             continue
-        mode = "none" if net.get("flood-mode") == "none" else "head-end"
-        networks.append(Network(vni, local, udp, mode))  # type: ignore[arg-type]
+        mode: FloodMode = "none" if net.get("flood-mode") == "none" else "head-end"
+        networks.append(Network(vni, local, udp, mode))
         suppress = net.get("arp-nd-suppression", True) not in (False, "false")
-        for rm in _list(net, "remote-macs", "remote-mac"):
+        for rm in entries(net, "remote-macs", "remote-mac"):
             mac = norm_mac(rm["mac"])
             if (vni, mac) in activated_here:
                 d.pending[remote_mac_key(vni, mac)] = ("attached locally: the local "
@@ -188,15 +190,15 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
                 continue
             remotes.append(RemoteMac(vni, mac, rm["remote-vtep"],
                                      tuple(rm.get("ip-address") or ()) if suppress else ()))
-        for vt in _list(net, "flood-list", "vtep"):
+        for vt in entries(net, "flood-list", "vtep"):
             if mode == "none":
                 d.pending[flood_key(vni, vt["address"])] = "flood-mode none: kept, not programmed"
             else:
                 floods.append(FloodEntry(vni, vt["address"]))
     policies_cfg = {(int(p["vni"]), norm_mac(p["mac"])): p
-                    for p in _list(nve, "policies", "policy")}
+                    for p in entries(nve, "policies", "policy")}
     ports, policies, used = [], [], set()
-    for att in _list(nve, "attachments", "attachment"):
+    for att in entries(nve, "attachments", "attachment"):
         vni, mac, name = int(att["vni"]), norm_mac(att["mac"]), att["port"]
         key = port_key(name)
         pol = policies_cfg.get((vni, mac))
@@ -250,7 +252,7 @@ def attachment_info(att: Tree) -> Tree:
 def attachments_of(config: Tree) -> dict[tuple[int, str], Tree]:
     """Configured attachments keyed by (vni, normalised MAC)."""
     return {(int(a["vni"]), norm_mac(a["mac"])): a
-            for a in _list(config.get("nve"), "attachments", "attachment")}
+            for a in entries(config.get("nve"), "attachments", "attachment")}
 
 
 def attachment_events(before: Tree, after: Tree) -> list[tuple[str, Tree]]:

@@ -26,7 +26,7 @@ def test_decode_vxlan_and_bridge_fdb_notifications() -> None:
     data = [_notification(vx, 0xc0, CACHEINFO),
             _notification(br, 0x40, b"\x08\x00\x09\x00\x02\x00\x00\x00" + CACHEINFO),
             _notification(six, 0x80, CACHEINFO)]
-    events: list[monitor.Event] = []
+    events: list[monitor.NetlinkEvent] = []
     for d in data:
         monitor.decode(d, events)
     assert [(e.what, e.action, e.ifindex, e.mac, e.dst, e.state) for e in events] == [
