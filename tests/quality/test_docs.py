@@ -24,5 +24,6 @@ def test_every_module_is_described() -> None:
 
 
 def test_every_module_the_doc_names_exists() -> None:
-    stale = sorted(m for m in _named_in_doc() if not (PACKAGE / m).is_file())
+    stale = sorted(m for m in _named_in_doc()
+                   if not (PACKAGE / m).is_file() and not (TOP / m).is_file())
     assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
