@@ -76,7 +76,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from nvo3.lab.cli import run_lab
+    from nvo3.lab.commands import run_lab
     return run_lab(args)
 
 

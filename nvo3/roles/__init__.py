@@ -6,7 +6,7 @@ validated and persisted, RPCs answer operation-not-supported) and does nothing e
 
 from __future__ import annotations
 
-from nvo3.netconf.server.role import Role
+from nvo3.netconf.server.role_api import Role
 
 ROLE_MODULES = {
     "nve": ("nvo3-nve",),

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from nvo3.netconf.server.datastore import Snapshot
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.notifications import EventLog, Subscription
-from nvo3.netconf.server.role import RpcHandler
+from nvo3.netconf.server.role_api import RpcHandler
 from nvo3.netconf.server.schema import Schema
 
 

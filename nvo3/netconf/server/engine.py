@@ -31,7 +31,7 @@ from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
 from nvo3.netconf.server.notifications import EventLog, Subscription, now
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
-from nvo3.netconf.server.role import ApplyError, ConfigChange, Role
+from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Role
 from nvo3.netconf.server.schema import Schema
 from nvo3.netconf.server.validation import rpc_error_from
 from nvo3.netconf.ssh.transport import MessageSink

@@ -37,7 +37,7 @@ from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filte
 from nvo3.netconf.server.merge import is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
-from nvo3.netconf.server.role import ApplyError
+from nvo3.netconf.server.role_api import ApplyError
 from nvo3.netconf.server.validation import rpc_error_from
 
 #: One NETCONF operation: the server, the calling session and the operation element.

@@ -37,7 +37,7 @@ from nvo3.common.clock import iso
 from nvo3.common.mac import norm_mac
 from nvo3.common.names import NDIRECTOR
 from nvo3.common.tree import Tree, entries
-from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role, RpcHandler
+from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role, RpcHandler
 from nvo3.roles.ndirector.mapping_table import (
     ASSOCIATED,
     Change,

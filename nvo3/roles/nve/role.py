@@ -47,7 +47,7 @@ from nvo3.dataplane.model import KIND_OF, DesiredState, KernelObject, Network, P
 from nvo3.dataplane.monitor import NetlinkEvent, NetlinkMonitor
 from nvo3.dataplane.nlbulk import LinkEntry
 from nvo3.dataplane.tracker import Batch, DeltaTracker
-from nvo3.netconf.server.role import ApplyError, ConfigChange, Notifier, Role
+from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role
 from nvo3.roles.nve import desired as nd
 from nvo3.roles.nve.drift import DriftJudge
 from nvo3.roles.nve.status import (

@@ -18,8 +18,8 @@ from pathlib import Path
 from nvo3.common import names
 from nvo3.common.files import write_atomically
 from nvo3.common.tree import Tree
-from nvo3.netconf.server.role import ApplyError, Notifier
-from nvo3.roles.peers.links import PeerConfig, PeerLinks
+from nvo3.netconf.server.role_api import ApplyError, Notifier
+from nvo3.roles.peers.sessions import PeerConfig, PeerLinks
 from nvo3.roles.vcenter.placement import Candidate, Load, release, reserve
 from nvo3.roles.vcenter.profiles import Key, Profile, ProfileError, ProfileStore
 from nvo3.roles.vcenter.refusals import refuse

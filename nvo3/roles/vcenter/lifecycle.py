@@ -13,8 +13,8 @@ import copy
 import time
 
 from nvo3.common.tree import Tree, truthy
-from nvo3.netconf.server.role import ApplyError
-from nvo3.roles.peers.links import PeerError
+from nvo3.netconf.server.role_api import ApplyError
+from nvo3.roles.peers.sessions import PeerError
 from nvo3.roles.vcenter.context import VSERVER, VCenterContext
 from nvo3.roles.vcenter.placement import NoCapacity, choose
 from nvo3.roles.vcenter.profiles import (

@@ -7,8 +7,8 @@ error-app-tag before anything changed.
 
 from __future__ import annotations
 
-from nvo3.netconf.server.role import ApplyError
-from nvo3.roles.peers.links import PeerError
+from nvo3.netconf.server.role_api import ApplyError
+from nvo3.roles.peers.sessions import PeerError
 from nvo3.roles.vcenter.placement import NoCapacity
 from nvo3.roles.vcenter.profiles import ProfileError
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvo3.common.tree import Tree, entries
-from nvo3.netconf.server.role import ConfigChange, Notifier, Role, RpcHandler
-from nvo3.roles.peers.links import PeerConfig
+from nvo3.netconf.server.role_api import ConfigChange, Notifier, Role, RpcHandler
+from nvo3.roles.peers.sessions import PeerConfig
 from nvo3.roles.vcenter.context import MODULE, VCenterContext
 from nvo3.roles.vcenter.lifecycle import VmLifecycle
 from nvo3.roles.vcenter.mobility import Mobility

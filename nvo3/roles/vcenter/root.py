@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 
 from nvo3.common.tree import Tree, entries, truthy
-from nvo3.netconf.server.role import ApplyError
+from nvo3.netconf.server.role_api import ApplyError
 from nvo3.roles.peers import codec as peer
-from nvo3.roles.peers.links import PeerError
+from nvo3.roles.peers.sessions import PeerError
 from nvo3.roles.vcenter.context import MODULE, VCenterContext
 from nvo3.roles.vcenter.lifecycle import refuse_if_running, staged_profile
 from nvo3.roles.vcenter.placement import Candidate, Load, NoCapacity, choose_child

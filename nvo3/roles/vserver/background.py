@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from nvo3.netconf.server.role import ApplyError
+from nvo3.netconf.server.role_api import ApplyError
 from nvo3.roles.vserver.context import VServerContext
 from nvo3.roles.vserver.reporting import VCenterReporter
 from nvo3.roles.vserver.usage import UsageSampler

@@ -16,8 +16,8 @@ from nvo3.common import names
 from nvo3.common.clock import iso
 from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import RemoteRpcError
-from nvo3.netconf.server.role import ApplyError, Notifier
-from nvo3.roles.peers.links import PeerLink
+from nvo3.netconf.server.role_api import ApplyError, Notifier
+from nvo3.roles.peers.sessions import PeerLink
 from nvo3.roles.vserver.capacity import Ledger
 from nvo3.roles.vserver.nve_entries import nve_edit, nve_entries
 from nvo3.roles.vserver.usage import UsageSampler

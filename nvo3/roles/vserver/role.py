@@ -17,14 +17,14 @@ import logging
 from pathlib import Path
 
 from nvo3.common.tree import Tree
-from nvo3.netconf.server.role import ConfigChange, Notifier, Role, RpcHandler
+from nvo3.netconf.server.role_api import ConfigChange, Notifier, Role, RpcHandler
 from nvo3.roles.vserver.background import MONITOR_S, Background
 from nvo3.roles.vserver.context import MODULE, VServerContext
-from nvo3.roles.vserver.operations import VmOperations
 from nvo3.roles.vserver.reporting import VCenterReporter
 from nvo3.roles.vserver.state import state_tree
 from nvo3.roles.vserver.usage import UsageSampler
 from nvo3.roles.vserver.vm_driver import VmDriver
+from nvo3.roles.vserver.vm_operations import VmOperations
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from lxml import etree
 from nvo3 import YANG_DIR
 from nvo3.netconf.proto.xml import BASE_NS
 from nvo3.netconf.server.engine import NetconfServer
-from nvo3.netconf.server.role import ApplyError, ConfigChange, Role
+from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Role
 
 TEST_YANG = Path(__file__).parent / "yang"
 NS = "urn:nvo3:test:engine"

@@ -15,7 +15,7 @@ import pytest
 from nvo3.dataplane.fake import FakeKernel
 from nvo3.dataplane.kernel import LinkCounters
 from nvo3.dataplane.model import DesiredState, FloodEntry, Network, Policy, Port, RemoteMac
-from nvo3.netconf.server.role import ApplyError, ConfigChange
+from nvo3.netconf.server.role_api import ApplyError, ConfigChange
 from nvo3.roles.nve.role import NveRole
 
 Tree = dict[str, Any]

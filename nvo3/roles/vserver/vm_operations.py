@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from nvo3.common.clock import iso
 from nvo3.common.mac import norm_mac
 from nvo3.common.tree import Tree
-from nvo3.netconf.server.role import ApplyError
+from nvo3.netconf.server.role_api import ApplyError
 from nvo3.roles.vserver.capacity import Resources
 from nvo3.roles.vserver.context import PROFILE_LEAVES, VServerContext
 from nvo3.roles.vserver.nve_entries import clean_policy, default_port
