@@ -218,10 +218,11 @@ def flags(tree: libyang.DNode) -> list[tuple[str, int]]:
 class Replay:
     """One module's schema, constraint index and seed tree."""
 
-    def __init__(self, module: str, seed: str):
+    def __init__(self, module: str, seed: str, limit: int = 64):
         self.schema = Schema([YANG_DIR], [module])
         self.index = ConstraintIndex(self.schema.context)
         self.seed = seed
+        self.limit = limit
 
     def parse(self, xml: str) -> libyang.DNode:
         edit = self.schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True,
@@ -230,7 +231,7 @@ class Replay:
         return edit
 
     def run(self, edits: list[str], stats: Stats) -> None:
-        checker = Checker(self.index)
+        checker = Checker(self.index, limit=self.limit)
         live = self.schema.context.parse_data_mem(self.seed, "xml", strict=True, no_state=True)
         assert live is not None
         try:
@@ -290,11 +291,12 @@ class Replay:
         return reference.first_sibling()
 
 
-def differential(module: str, seed: str, edit: st.SearchStrategy[str]) -> Stats:
-    replay = Replay(module, seed)
+def differential(module: str, seed: str, edit: st.SearchStrategy[str], limit: int = 64,
+                 examples: int = EXAMPLES) -> Stats:
+    replay = Replay(module, seed, limit)
     stats = Stats()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(edit, min_size=1, max_size=MAX_EDITS))
     def sequences(edits: list[str]) -> None:
@@ -315,6 +317,12 @@ def test_incremental_decides_as_full_validation(module: str, seed: str,
     stats = differential(module, seed, edit)
     assert stats.refused >= stats.edits // 20, f"too few invalid edits to prove anything: {stats}"
     assert stats.accepted_valid * 2 >= stats.accepted, f"the fast path is rarely taken: {stats}"
+
+
+def test_instance_limit_falls_back_to_full_validation() -> None:
+    """With room for one instance per constraint, edits reaching several go FULL, soundly."""
+    stats = differential("nvo3-nve", NVE_SEED, NVE_EDIT, limit=1, examples=EXAMPLES // 5)
+    assert stats.accepted_valid < stats.accepted
 
 
 # -- the index and the reach analysis ---------------------------------------------------------
