@@ -23,6 +23,8 @@ from pathlib import Path
 from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
+from nvo3.netconf.server.journal import JournalError
+from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ class Datastores:
         self.installer = installer
         self.lock = lock
         self.on_event = on_event          # ("config-change"| "confirmed-commit", details)
-        self.running = load_snapshot(schema, self._file("running"))
+        self.store = RunningStore(schema, state_dir)
+        self.running = self.store.loaded
         self.startup = load_snapshot(schema, self._file("startup"))
         self.candidate = self.running
         self.locks: dict[str, int] = {}
@@ -123,11 +126,14 @@ class Datastores:
         self.check_writable("candidate", session)
         self.candidate = snapshot
 
-    def set_running(self, snapshot: Snapshot, session: int) -> None:
-        """Install a new running configuration (role applier, then disk), candidate follows."""
+    def set_running(self, snapshot: Snapshot, session: int, merged_xml: bytes | None = None) -> None:
+        """Install a new running configuration (role applier, then disk), candidate follows.
+
+        `merged_xml`: the plain-merge edit content that made `snapshot` from running (the
+        journal records just that instead of the whole configuration)."""
         self.check_writable("running", session)
         candidate_clean = not self.candidate_modified()
-        self._install(snapshot)
+        self._install(snapshot, merged_xml)
         if candidate_clean:
             self.candidate = self.running
 
@@ -142,12 +148,21 @@ class Datastores:
         self.check_writable("startup", session)
         self.set_startup(Snapshot.empty(self.schema), session)
 
-    def _install(self, snapshot: Snapshot) -> None:
+    def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None) -> None:
         before = self.running
         if snapshot.xml() == before.xml():
             return
         self.installer(before, snapshot)          # may raise: nothing changed then
-        save_snapshot(self._file("running"), snapshot)
+        try:
+            self.store.record(snapshot, merged_xml)   # durable before anyone is told
+        except (OSError, JournalError) as err:
+            log.error("the running configuration could not be saved: %s", err)
+            try:
+                self.installer(snapshot, before)  # the role goes back to what is on disk
+            except RpcError as undo:
+                log.error("the role refused to go back to the saved configuration: %s", undo)
+            raise RpcError("operation-failed", f"the running configuration could not be "
+                           f"saved: {err}") from None
         self.running = snapshot
         self.on_event("config-change", {"before": before, "after": snapshot})
 
@@ -258,6 +273,7 @@ class Datastores:
         at the next start, an unpersisted one is lost with its sessions)."""
         with self.lock:
             self._stop_timer()
+            self.store.close()
 
     def resume_pending(self) -> None:
         """After a restart: resume a persisted confirmed commit (or roll it back if late)."""

@@ -31,9 +31,15 @@ def is_plain_merge(config: etree._Element, default_operation: str) -> bool:
     return not _EDIT_ATTRIBUTES(config, base=BASE_NS, yang=YANG_NS)
 
 
-def merged(schema: Schema, base: Snapshot, config: etree._Element) -> Snapshot:
-    """`base` with `config` merged in, validated (raises RpcError, changes nothing)."""
-    xml = b"".join(etree.tostring(c) for c in config if isinstance(c.tag, str))
+def edit_content(config: etree._Element) -> bytes:
+    """The top-level nodes of an edit's `<config>`, serialized: what libyang parses, and what
+    the running datastore's journal records for a plain merge."""
+    return b"".join(etree.tostring(c) for c in config if isinstance(c.tag, str))
+
+
+def merged(schema: Schema, base: Snapshot, xml: bytes) -> Snapshot:
+    """`base` with the edit content `xml` (see `edit_content`) merged in, validated (raises
+    RpcError, changes nothing)."""
     ctx = schema.context
     try:
         edit = ctx.parse_data_mem(xml, "xml", strict=True, no_state=True, parse_only=True)

@@ -34,7 +34,7 @@ from nvo3.netconf.server.context import CallingSession, OperationServer
 from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
 from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
-from nvo3.netconf.server.merge import is_plain_merge, merged
+from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
@@ -176,9 +176,10 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
     with server.lock:
         ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
-            snapshot = merged(server.schema, ds.get(target), config)
+            content = edit_content(config)
+            snapshot = merged(server.schema, ds.get(target), content)
             if test_option != "test-only":
-                _store(server, target, snapshot, sid)
+                _store(server, target, snapshot, sid, merged_xml=content)
             return []
         tree = ds.get(target).tree()
         editor = Editor(server.schema, default_op, error_option == "continue-on-error")
@@ -199,12 +200,19 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
     return []
 
 
-def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int) -> None:
+def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
+           merged_xml: bytes | None = None) -> None:
+    """Write `snapshot` to `target`; `merged_xml`: the plain-merge edit content that made it
+    from the target's current configuration (running records just that in its journal)."""
     ds = server.datastores
     server.current_session = sid
     try:
-        {"running": ds.set_running, "candidate": ds.set_candidate,
-         "startup": ds.set_startup}[target](snapshot, sid)
+        if target == "running":
+            ds.set_running(snapshot, sid, merged_xml)
+        elif target == "candidate":
+            ds.set_candidate(snapshot, sid)
+        else:
+            ds.set_startup(snapshot, sid)
     finally:
         server.current_session = None
 

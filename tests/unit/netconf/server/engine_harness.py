@@ -91,6 +91,18 @@ def make_server(state_dir: Path, role: Role | None = None) -> NetconfServer:
     return server
 
 
+def restart(server: NetconfServer, role: Role | None = None) -> NetconfServer:
+    """Stop `server` (its files are released) and start a new one on its state directory."""
+    server.stop()
+    return make_server(server.state_dir, role)
+
+
+def saved_running(state_dir: Path) -> dict[str, bytes]:
+    """The files that hold the running configuration (base snapshots and journals), by name:
+    what a restart would load."""
+    return {p.name: p.read_bytes() for p in sorted(state_dir.glob("running.*"))}
+
+
 def errors(reply: etree._Element) -> list[dict[str, str]]:
     """Each <rpc-error> as {child local name: text} (error-info children flattened)."""
     out = []

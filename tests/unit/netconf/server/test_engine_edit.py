@@ -6,7 +6,7 @@ Real libyang validation and real datastores on disk (tmp_path); see engine_harne
 from __future__ import annotations
 
 import pytest
-from engine_harness import BASE, NS, Client, errors, make_server, ok
+from engine_harness import BASE, NS, Client, errors, make_server, ok, saved_running
 from lxml import etree
 
 NC = f'xmlns:nc="{BASE}"'
@@ -222,11 +222,11 @@ def test_bad_default_operation(client):
 
 def test_test_only_changes_nothing(client, server, tmp_path):
     applied = len(server.role.changes)
-    on_disk = (tmp_path / "running.xml").read_bytes()
+    on_disk = saved_running(tmp_path)
     assert ok(edit(client, top(item(8, "h")), test_option="test-only"))
     assert "8" not in items(config(client))
     assert len(server.role.changes) == applied
-    assert (tmp_path / "running.xml").read_bytes() == on_disk
+    assert saved_running(tmp_path) == on_disk
 
 
 def test_test_only_still_validates(client):
@@ -403,25 +403,25 @@ def test_error_is_well_formed_in_the_base_namespace(client):
 
 def test_refused_change_leaves_running_and_disk_unchanged(client, server, tmp_path):
     before = etree.tostring(config(client))
-    on_disk = (tmp_path / "running.xml").read_bytes()
+    on_disk = saved_running(tmp_path)
     applied = len(server.role.changes)
     err = one_error(edit(client, top("<name>refuse</name>")))
     assert err["error-tag"] == "operation-failed"
     assert "refused" in err["error-message"]
     assert etree.tostring(config(client)) == before
-    assert (tmp_path / "running.xml").read_bytes() == on_disk
+    assert saved_running(tmp_path) == on_disk
     assert len(server.role.changes) == applied
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".running.lock"]
 
 
 def test_refused_change_on_candidate_is_refused_at_commit(client, tmp_path):
-    on_disk = (tmp_path / "running.xml").read_bytes()
+    on_disk = saved_running(tmp_path)
     assert ok(edit(client, top("<name>refuse</name>"), target="candidate"))
     err = one_error(client.rpc("<commit/>"))
     assert "refused" in err["error-message"]
     assert texts(config(client), "t:top/t:name") == []
     assert texts(config(client, "candidate"), "t:top/t:name") == ["refuse"]
-    assert (tmp_path / "running.xml").read_bytes() == on_disk
+    assert saved_running(tmp_path) == on_disk
 
 
 # -- ordered-by user (RFC 7950 section 7.8.6) ------------------------------------------------

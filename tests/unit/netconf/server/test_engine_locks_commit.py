@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from engine_harness import BASE, NS, Client, errors, make_server, ok
+from engine_harness import BASE, NS, Client, errors, make_server, ok, restart
 from lxml import etree
 
 T = {"t": NS}
@@ -139,7 +139,7 @@ def test_commit_copies_candidate_to_running_and_persists(a, server, tmp_path):
     assert ok(a.rpc("<commit/>"))
     assert name_in(a) == "committed"
     assert server.role.changes[-1].after["top"]["name"] == "committed"
-    restarted = make_server(tmp_path)
+    restarted = restart(server)
     assert name_in(Client(restarted)) == "committed"
 
 
@@ -240,7 +240,7 @@ def test_persisted_confirmed_commit_survives_a_restart_then_times_out(a, server,
     assert ok(a.rpc("<commit><confirmed/><confirm-timeout>2</confirm-timeout>"
                     "<persist>p3</persist></commit>"))
     server.stop()                              # the old process is gone
-    restarted = make_server(tmp_path)
+    restarted = restart(server)
     c = Client(restarted)
     assert name_in(c) == "trial"
     assert restarted.datastores.pending is not None
@@ -254,7 +254,7 @@ def test_persisted_confirmed_commit_can_be_confirmed_after_a_restart(a, server, 
     assert ok(edit(a, "<name>trial</name>"))
     assert ok(a.rpc("<commit><confirmed/><persist>p4</persist></commit>"))
     server.stop()
-    restarted = make_server(tmp_path)
+    restarted = restart(server)
     c = Client(restarted)
     assert ok(c.rpc("<commit><persist-id>p4</persist-id></commit>"))
     assert restarted.datastores.pending is None

@@ -3,8 +3,10 @@ persistence of running (atomic file, restored and applied at start)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from engine_harness import BASE, NS, Client, EngineTestRole, errors, make_server, ok
+from engine_harness import BASE, NS, Client, EngineTestRole, errors, make_server, ok, restart, saved_running
 from lxml import etree
 
 T = {"t": NS}
@@ -144,16 +146,17 @@ def test_ping_input_is_validated(server, body, tag):
 
 # -- persistence of running --------------------------------------------------------------------
 
-def test_running_is_written_atomically(server, tmp_path):
+def test_running_is_journaled_and_restored_after_a_restart(server, tmp_path):
     c = Client(server)
     for n in range(3):
         assert ok(c.rpc(f'<edit-config><target><running/></target><config><top xmlns="{NS}">'
                         f"<item><id>{n + 1}</id></item></top></config></edit-config>"))
-    saved = etree.fromstring((tmp_path / "running.xml").read_bytes())
-    assert etree.QName(saved).localname == "config"
-    assert [e.text for e in saved.iterfind("t:top/t:item/t:id", T)] == ["1", "2", "3"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["running.xml"]   # no temp files
-    assert (tmp_path / "running.xml").stat().st_mode & 0o077 == 0
+    files = saved_running(tmp_path)
+    assert files and all(re.fullmatch(r"running\.\d+\.(xml|journal)", name) for name in files)
+    assert all((tmp_path / name).stat().st_mode & 0o077 == 0 for name in files)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".running.lock"]
+    data = Client(restart(server)).rpc("<get-config><source><running/></source></get-config>")
+    assert [e.text for e in data.iterfind(f"{{{BASE}}}data/t:top/t:item/t:id", T)] == ["1", "2", "3"]
 
 
 def test_restart_restores_running_and_applies_it_before_sessions(server, tmp_path):
@@ -161,7 +164,7 @@ def test_restart_restores_running_and_applies_it_before_sessions(server, tmp_pat
     assert ok(c.rpc(f'<edit-config><target><running/></target><config><top xmlns="{NS}">'
                     "<name>persisted</name><tag>a</tag></top></config></edit-config>"))
     role = EngineTestRole()
-    restarted = make_server(tmp_path, role)
+    restarted = restart(server, role)
     assert role.changes[0].after["top"]["name"] == "persisted"
     assert role.changes[0].after["top"]["tag"] == ["a"]
     assert role.changes[0].before == {}
@@ -181,6 +184,6 @@ def test_candidate_is_not_persisted(server, tmp_path):
     c = Client(server)
     assert ok(c.rpc(f'<edit-config><target><candidate/></target><config><top xmlns="{NS}">'
                     "<name>draft</name></top></config></edit-config>"))
-    restarted = make_server(tmp_path)
+    restarted = restart(server)
     reply = Client(restarted).rpc("<get-config><source><candidate/></source></get-config>")
     assert reply.find(f"{{{BASE}}}data/t:top/t:name", T) is None
