@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import cffi  # type: ignore[import-untyped]  # cffi ships no type information
+import cffi
 from _libyang import ffi, lib
 
 _abi = cffi.FFI()
