@@ -11,7 +11,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from nvo3.netconf.server.datastore import Snapshot
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.notifications import EventLog, Subscription
 from nvo3.netconf.server.role_api import RpcHandler
@@ -63,8 +62,8 @@ class OperationServer(Protocol):
     def lock_times(self) -> dict[str, datetime]:
         """When each held datastore lock was taken, by datastore name."""
 
-    def operational(self, config: Snapshot, with_defaults: str) -> bytes:
-        """`config` plus every config-false tree, as XML."""
+    def operational(self, with_defaults: str) -> bytes:
+        """Running plus every config-false tree, as XML."""
 
     def kill(self, session_id: int, killed_by: int) -> bool:
         """End session `session_id` on behalf of `killed_by`; False when there is none."""

@@ -69,19 +69,49 @@ def data_element(children_xml: bytes) -> etree._Element:
 
 
 class Snapshot:
-    """One validated configuration. Build it with `Snapshot.validated`."""
+    """One validated configuration. Build it with `Snapshot.validated`.
+
+    A snapshot never changes. An edit that can be checked incrementally (`merge.InPlaceMerger`)
+    does change the libyang tree in place, but first hands it over to a new snapshot
+    (`hand_over`): the old one is retired, keeping only what it had printed and converted
+    already (its caches), so nobody ever sees a snapshot change under them.
+    """
 
     def __init__(self, schema: Schema, dnode: libyang.DNode | None):
         self.schema = schema
         self.dnode = dnode
         self._printed: dict[str, bytes] = {}
         self._dict: dict[str, Any] | None = None
+        self._retired = False
+        self._finalizer: weakref.finalize | None = None
         if dnode is not None:
             # libyang trees are C memory the binding never frees by itself. Not __del__: in a
             # garbage cycle the context's cffi finalizer may run first (ly_ctx_destroy), and
             # freeing the tree then is a use-after-free. The finalize callback holds the tree,
             # hence its context, so the context outlives it.
-            weakref.finalize(self, dnode.free)
+            self._finalizer = weakref.finalize(self, dnode.free)
+
+    def hand_over(self, first: libyang.DNode) -> Snapshot:
+        """A new snapshot owning this one's tree (`first`: its first top-level node now), to be
+        changed in place; this snapshot is retired (see the class notes)."""
+        assert self._finalizer is not None and not self._retired
+        self._finalizer.detach()
+        self._finalizer, self.dnode, self._retired = None, None, True
+        return Snapshot(self.schema, first)
+
+    def take_back(self, successor: Snapshot, first: libyang.DNode) -> None:
+        """Undo `hand_over`: the in-place change was taken back out of the tree (`first`)."""
+        assert successor._finalizer is not None and self._retired
+        successor._finalizer.detach()
+        successor._finalizer, successor.dnode, successor._retired = None, None, True
+        self.dnode, self._retired = first, False
+        self._finalizer = weakref.finalize(self, first.free)
+
+    def _live(self) -> libyang.DNode | None:
+        if self._retired:
+            raise RuntimeError("a retired configuration snapshot has no tree (its tree was "
+                               "handed over to an in-place edit)")
+        return self.dnode
 
     @classmethod
     def validated(cls, schema: Schema, data: etree._Element) -> Snapshot:
@@ -96,7 +126,7 @@ class Snapshot:
     def xml(self, with_defaults: str = "explicit") -> bytes:
         """The configuration as XML (top-level nodes only), cached per mode."""
         if with_defaults not in self._printed:
-            self._printed[with_defaults] = print_xml(self.dnode, with_defaults)
+            self._printed[with_defaults] = print_xml(self._live(), with_defaults)
         return self._printed[with_defaults]
 
     @cached_property
@@ -112,8 +142,9 @@ class Snapshot:
         module prefixes stripped (lists are Python lists; 64-bit integers and decimal64 are
         strings, as RFC 7951 says). Built once per snapshot, through libyang's C printer."""
         if self._dict is None:
-            self._dict = {} if self.dnode is None else json.loads(
-                _print(self.dnode, lib.LYD_JSON, "report-all") or b"{}",
+            dnode = self._live()
+            self._dict = {} if dnode is None else json.loads(
+                _print(dnode, lib.LYD_JSON, "report-all") or b"{}",
                 object_pairs_hook=_unprefixed)
         return self._dict
 

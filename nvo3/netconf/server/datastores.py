@@ -24,6 +24,7 @@ from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.journal import JournalError
+from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
 from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
 
@@ -56,6 +57,7 @@ class Datastores:
         self.lock = lock
         self.on_event = on_event          # ("config-change"| "confirmed-commit", details)
         self.store = RunningStore(schema, state_dir)
+        self.merger = InPlaceMerger(schema)
         self.running = self.store.loaded
         self.startup = load_snapshot(schema, self._file("startup"))
         self.candidate = self.running
@@ -75,7 +77,7 @@ class Datastores:
 
     def candidate_modified(self) -> bool:
         """True when the candidate differs from running."""
-        return self.candidate.xml() != self.running.xml()
+        return self.candidate is not self.running and self.candidate.xml() != self.running.xml()
 
     # -- locks ----------------------------------------------------------------------------
 
@@ -148,9 +150,43 @@ class Datastores:
         self.check_writable("startup", session)
         self.set_startup(Snapshot.empty(self.schema), session)
 
-    def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None) -> None:
+    def merge_in_place(self, name: str, xml: bytes, session: int) -> bool:
+        """A plain merge of `xml` into `name` (running or candidate) made in its live tree and
+        checked incrementally (`merge.InPlaceMerger`), installed like any other edit. False
+        when it must take the full path instead: the datastore's tree is shared (candidate not
+        yet edited, a confirmed commit's rollback, copied to startup) or the incremental check
+        cannot decide. Raises RpcError as the full path would (and then nothing changed)."""
+        self.check_writable(name, session)
+        base = self.get(name)
+        shared = [s for s in (self.startup, self.pending.rollback if self.pending else None,
+                              self.running if name == "candidate" else None) if s is base]
+        if shared:
+            return False
+        candidate_clean = name == "running" and not self.candidate_modified()
+        merge = self.merger.merge(name, base, xml)
+        if merge is None:
+            return False
+        if isinstance(merge, InPlaceMerge):
+            try:
+                if name == "running":
+                    self._install(merge.after, xml, changed=True)
+                else:
+                    self.candidate = merge.after
+            except BaseException:
+                merge.revert()
+                raise
+            if candidate_clean:
+                self.candidate = self.running
+        else:
+            assert merge == UNCHANGED
+        return True
+
+    def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None,
+                 changed: bool = False) -> None:
+        """Hand `snapshot` to the role, make it durable, make it running; `changed`: the caller
+        knows it differs from running (an in-place edit: no whole-tree comparison)."""
         before = self.running
-        if snapshot.xml() == before.xml():
+        if not changed and snapshot.xml() == before.xml():
             return
         self.installer(before, snapshot)          # may raise: nothing changed then
         try:

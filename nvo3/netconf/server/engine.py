@@ -335,11 +335,13 @@ class NetconfServer:
 
     # -- operational data -----------------------------------------------------------------
 
-    def operational(self, config: Snapshot, with_defaults: str) -> bytes:
-        """Config plus every config-false tree (role state, netconf-state, yang-library)."""
+    def operational(self, with_defaults: str) -> bytes:
+        """Running plus every config-false tree (role state, netconf-state, yang-library)."""
         ctx = self.schema.context
-        tree = config.dnode.duplicate(with_siblings=True, recursive=True) \
-            if config.dnode is not None else None
+        with self.lock:                # copied under the lock: an in-place edit may follow
+            config = self.datastores.running.dnode
+            tree = config.first_sibling().duplicate(with_siblings=True, recursive=True) \
+                if config is not None else None
         extra: list[libyang.DNode] = []
         try:
             for module, content in self.role.state().items():

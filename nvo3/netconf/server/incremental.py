@@ -456,6 +456,7 @@ class _Run:
                     self.count(constraint, node)
                 elif constraint.kind in ("when", "unsupported"):
                     raise _Full(f"{constraint.kind} on {info.name}")
+            self.unique_of(node, info)
             if int(node.schema.nodetype) & _INNER:
                 for child_id in info.children:
                     for constraint in self.index.carried.get(child_id, ()):
@@ -486,6 +487,11 @@ class _Run:
                 self.add(constraint, node)
             elif constraint.kind == "unsupported":
                 raise _Full(f"{constraint.kind} on {info.name}")
+        self.unique_of(node, info)
+
+    def unique_of(self, node: Any, info: SchemaInfo) -> None:
+        """The unique constraints a leaf takes part in, at its list entry (the leaf is new, or
+        has a new value: the entry may now collide with another)."""
         for constraint in self.index.unique_of_leaf.get(info.id, ()):
             entry = node
             while entry != ffi.NULL and lx.address(entry.schema) != constraint.carrier:

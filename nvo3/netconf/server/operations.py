@@ -143,17 +143,15 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
     """<get-config> (RFC 6241 section 7.1): a datastore's configuration, filtered."""
     source = _datastore(op, "source", ("running", "candidate", "startup"))
     wd = _with_defaults(op)
-    with server.lock:
-        snapshot = server.datastores.get(source)
-    return [_filtered(server, snapshot.xml(wd), find_child(op, "filter"))]
+    with server.lock:                  # printed under the lock: an in-place edit may follow
+        xml = server.datastores.get(source).xml(wd)
+    return [_filtered(server, xml, find_child(op, "filter"))]
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
-    with server.lock:
-        running = server.datastores.running
-    return [_filtered(server, server.operational(running, wd), find_child(op, "filter"))]
+    return [_filtered(server, server.operational(wd), find_child(op, "filter"))]
 
 
 # -- editing ------------------------------------------------------------------------------
@@ -177,6 +175,13 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
+            if test_option != "test-only":
+                server.current_session = sid
+                try:
+                    if ds.merge_in_place(target, content, sid):
+                        return []
+                finally:
+                    server.current_session = None
             snapshot = merged(server.schema, ds.get(target), content)
             if test_option != "test-only":
                 _store(server, target, snapshot, sid, merged_xml=content)

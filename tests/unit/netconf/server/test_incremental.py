@@ -371,3 +371,22 @@ def test_value_use_reaches_descendants(nve_index: ConstraintIndex) -> None:
     names = {nve_index.nodes[n].name for n, _ in found if n != ROOT}
     assert {"remote-macs", "remote-mac", "mac", "remote-vtep", "flood-list"} <= names
     assert "address" not in names               # count() needs existence only
+
+
+@pytest.mark.parametrize("current", ["<value>v1</value>", ""])
+def test_a_unique_leaf_set_or_created_in_an_existing_entry_is_checked(current: str) -> None:
+    """Regression (found by the engine-level differential test): creating a unique leaf under
+    an existing list entry must check the entry against the others, as changing it does."""
+    from engine_harness import TEST_YANG
+
+    ctx = Schema([TEST_YANG, YANG_DIR], ["engine-test"]).context
+    ns = "urn:nvo3:test:engine"
+    live = ctx.parse_data_mem(f'<top xmlns="{ns}"><item><id>5</id>{current}</item><item><id>1</id>'
+                              "<value>v3</value></item></top>", "xml", no_state=True, strict=True,
+                              validate_present=True)
+    edit = ctx.parse_data_mem(f'<top xmlns="{ns}"><item><id>5</id><value>v3</value></item></top>',
+                              "xml", no_state=True, strict=True, parse_only=True)
+    changes = plan_merge(live, edit)
+    live.first_sibling().merge(edit, with_siblings=True, destruct=True)
+    verdict = Checker(ConstraintIndex(ctx)).check(live, changes)
+    assert not verdict.valid and "unique" in verdict.reason

@@ -1,0 +1,94 @@
+"""Edits made in place equal edits made in a copy, through the whole engine.
+
+Two servers take the same random sequence of edit-configs (plain merges, which the first makes
+in its live tree when the incremental check can decide, edits with operations, candidate edits
+and commits, confirmed commits): the second never edits in place. After every request both give
+the same answer (ok, or the same error tags and paths) and hold the same running and candidate
+configurations (compared with every default reported); the in-place path must really be taken.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from engine_harness import BASE, NS, Client, errors, make_server
+from lxml import etree
+
+from nvo3.netconf.server.merge import InPlaceMerge, InPlaceMerger
+
+
+def _request(rng: random.Random) -> str:
+    n = rng.randrange(1, 12)
+    nc = f'xmlns:nc="{BASE}"'
+    target = "candidate" if rng.random() < 0.25 else "running"
+    kind = rng.choices(["item", "group", "tag", "rule", "limits", "name", "remove", "commit",
+                        "confirmed", "discard"], [30, 6, 5, 6, 8, 4, 8, 4, 2, 2])[0]
+    if kind == "commit":
+        return "<commit/>"
+    if kind == "confirmed":
+        return "<commit><confirmed/><confirm-timeout>600</confirm-timeout></commit>"
+    if kind == "discard":
+        return "<discard-changes/>"
+    if kind == "item":
+        extra = "".join(rng.sample([f"<value>v{rng.randrange(6)}</value>",
+                                    f"<group>g{rng.randrange(3)}</group>"], rng.randrange(3)))
+        body = f"<item><id>{n}</id>{extra}</item>"
+    elif kind == "group":
+        body = f"<group><name>g{rng.randrange(3)}</name></group>"
+    elif kind == "tag":
+        body = f"<tag>t{rng.randrange(4)}</tag>"
+    elif kind == "rule":
+        action = f"<action>a{n}</action>" if rng.random() < 0.8 else ""
+        body = f"<rule><seq>{rng.randrange(5)}</seq>{action}</rule>"
+    elif kind == "limits":
+        leaves = [f"<min>{rng.randrange(12)}</min>", f"<max>{rng.randrange(12)}</max>"]
+        body = "<limits>" + "".join(rng.sample(leaves, 1 + rng.randrange(2))) + "</limits>"
+    elif kind == "name":
+        body = f"<name>n{n}</name>"
+    else:
+        body = rng.choice([f'<item nc:operation="remove"><id>{n}</id></item>',
+                           f'<group nc:operation="remove"><name>g{rng.randrange(3)}</name></group>'])
+    return (f"<edit-config><target><{target}/></target><config><top xmlns=\"{NS}\" {nc}>{body}"
+            f"</top></config></edit-config>")
+
+
+def _answer(reply: etree._Element) -> list[tuple[str, str]]:
+    return [(e.get("error-tag", ""), e.get("error-path", "")) for e in errors(reply)]
+
+
+def _config(client: Client, source: str) -> bytes:
+    reply = client.rpc(f"<get-config><source><{source}/></source><with-defaults xmlns="
+                       f'"urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults">report-all'
+                       f"</with-defaults></get-config>")
+    return etree.tostring(reply.find(f"{{{BASE}}}data"), method="c14n")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_in_place_edits_answer_and_store_exactly_as_copied_edits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    in_place = make_server(tmp_path / "in-place")
+    reference = make_server(tmp_path / "reference")
+    taken = {"in place": 0, "accepted": 0}
+    real_merge = InPlaceMerger.merge
+
+    def merge(self: InPlaceMerger, datastore: str, base, xml: bytes):  # type: ignore[no-untyped-def]
+        if self is reference.datastores.merger:
+            return None
+        result = real_merge(self, datastore, base, xml)
+        taken["in place"] += isinstance(result, InPlaceMerge)
+        return result
+
+    monkeypatch.setattr(InPlaceMerger, "merge", merge)
+    a, b = Client(in_place), Client(reference)
+    rng = random.Random(seed)
+    for step in range(400):
+        request = _request(rng)
+        got, want = a.rpc(request), b.rpc(request)
+        assert _answer(got) == _answer(want), (step, request, etree.tostring(want))
+        taken["accepted"] += not errors(got) and "nc:operation" not in request \
+            and request.startswith("<edit-config")
+        for source in ("running", "candidate"):
+            assert _config(a, source) == _config(b, source), (step, request, source)
+    assert taken["in place"] >= taken["accepted"] // 3, taken
