@@ -83,6 +83,7 @@ class Snapshot:
         self._printed: dict[str, bytes] = {}
         self._dict: dict[str, Any] | None = None
         self._retired = False
+        self._size_estimate: int | None = None
         self._finalizer: weakref.finalize | None = None
         if dnode is not None:
             # libyang trees are C memory the binding never frees by itself. Not __del__: in a
@@ -91,13 +92,27 @@ class Snapshot:
             # hence its context, so the context outlives it.
             self._finalizer = weakref.finalize(self, dnode.free)
 
-    def hand_over(self, first: libyang.DNode) -> Snapshot:
+    def hand_over(self, first: libyang.DNode, grown_by: int) -> Snapshot:
         """A new snapshot owning this one's tree (`first`: its first top-level node now), to be
-        changed in place; this snapshot is retired (see the class notes)."""
+        changed in place by an edit of `grown_by` bytes; this snapshot is retired (see the
+        class notes)."""
         assert self._finalizer is not None and not self._retired
+        size = self.size_hint()
         self._finalizer.detach()
         self._finalizer, self.dnode, self._retired = None, None, True
-        return Snapshot(self.schema, first)
+        successor = Snapshot(self.schema, first)
+        successor._size_estimate = size + grown_by
+        return successor
+
+    def size_hint(self) -> int:
+        """About how many bytes the configuration prints to: exact once printed, else estimated
+        from the edits made in place since it last was."""
+        printed = self._printed.get("explicit")
+        if printed is not None:
+            return len(printed)
+        if self._size_estimate is None:
+            self._size_estimate = len(self.xml())
+        return self._size_estimate
 
     def take_back(self, successor: Snapshot, first: libyang.DNode) -> None:
         """Undo `hand_over`: the in-place change was taken back out of the tree (`first`)."""

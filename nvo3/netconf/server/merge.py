@@ -99,6 +99,13 @@ class InPlaceMerge:
 #: A merge that changes nothing (every node it names is there with that value).
 UNCHANGED = "unchanged"
 
+#: An edit is made in place when it is smaller than this share of the datastore (in printed
+#: bytes). Measured here: checking in place costs about 4 times more per byte of edit than one
+#: whole validation per byte of datastore (a 10,000-entry merge into a small store took
+#: 0.75 s in place against 0.21 s copied and validated whole; a one-entry edit on 10,000
+#: entries 2 ms against 67 ms).
+IN_PLACE_SHARE = 4
+
 
 class InPlaceMerger:
     """Plain merges done in the live tree of a datastore, at the cost of the edit.
@@ -118,8 +125,8 @@ class InPlaceMerger:
         an `InPlaceMerge`, `UNCHANGED`, or None when the edit must take the full path (copy,
         merge, validate the whole tree: its result, and its errors, decide). Raises RpcError
         when the edit does not parse."""
-        if base.dnode is None:
-            return None
+        if base.dnode is None or len(xml) * IN_PLACE_SHARE > base.size_hint():
+            return None                  # a large edit: one whole validation costs less
         try:
             edit = self.schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True,
                                                       parse_only=True)
@@ -143,7 +150,7 @@ class InPlaceMerger:
             undo(tree, changes)
             checker.forget()
             return None
-        after = base.hand_over(tree.first_sibling())
+        after = base.hand_over(tree.first_sibling(), len(xml))
         self._checkers[datastore] = (checker, after)
         return InPlaceMerge(base, after, changes)
 

@@ -91,4 +91,5 @@ def test_in_place_edits_answer_and_store_exactly_as_copied_edits(
             and request.startswith("<edit-config")
         for source in ("running", "candidate"):
             assert _config(a, source) == _config(b, source), (step, request, source)
+    print(taken)
     assert taken["in place"] >= taken["accepted"] // 3, taken
