@@ -12,24 +12,25 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 from engine_harness import NS, make_server
 
 from nvo3.netconf.client import session as nc
 from nvo3.netconf.server.engine import NetconfServer, Session
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
-from nvo3.netconf.ssh.transport import ChannelSink
+from nvo3.netconf.ssh.transport import ChannelSink, MessageSink
 from nvo3.netconf.ssh.users import UserStore
 
 SESSIONS = 5
 
 
 class Served:
-    """The engine behind an SSH server, and how many connections have ended."""
+    """The engine behind an SSH server (through this session factory, which records each
+    session, its sink and its SSH transport), and how many connections have ended."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.engine: NetconfServer = make_server(tmp_path / "engine")
@@ -37,9 +38,20 @@ class Served:
         users.add("admin", "s3cret")
         self.ended = 0
         self._lock = threading.Lock()
-        self.ssh = SshServer(self.engine, users, tmp_path / "ssh_host_key", port=0,
+        self.opened: list[weakref.ref[object]] = []     # each session, its sink and transport
+        self.ssh = SshServer(self, users, tmp_path / "ssh_host_key", port=0,
                              auth_timeout=5, hello_timeout=2, after_connection=self._ended)
         self.ssh.start()
+
+    def capabilities(self) -> list[str]:
+        return self.engine.capabilities()
+
+    def open_session(self, username: str, peer: tuple[str, int], sink: MessageSink) -> Session:
+        session = self.engine.open_session(username, peer, sink)
+        assert isinstance(sink, ChannelSink)
+        self.opened += [weakref.ref(session), weakref.ref(sink),
+                        weakref.ref(sink.channel.get_transport())]
+        return session
 
     def _ended(self) -> None:
         with self._lock:
@@ -65,14 +77,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
     s.engine.stop()
 
 
-def _alive(kind: type) -> list[object]:
+def _alive(refs: list[weakref.ref[object]]) -> list[object]:
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, kind)]
-
-
-def _server_transports() -> list[paramiko.Transport]:
-    return [t for t in _alive(paramiko.Transport) if isinstance(t, paramiko.Transport)
-            and t.server_mode]
+    return [o for o in (r() for r in refs) if o is not None]
 
 
 def _session_threads() -> list[threading.Thread]:
@@ -97,12 +104,11 @@ def test_no_session_object_outlives_its_session(served: Served) -> None:
     served.wait_ended(SESSIONS + 3)
     victim.close()
     deadline = time.monotonic() + 10
-    while (_session_threads() or _server_transports()) and time.monotonic() < deadline:
+    while (_session_threads() or _alive(served.opened)) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert len(served.opened) == 3 * (SESSIONS + 3)
     assert served.engine.sessions == {}
-    assert _alive(Session) == []
-    assert _alive(ChannelSink) == []
-    assert _server_transports() == []
+    assert _alive(served.opened) == []
     assert _session_threads() == []
     events = served.engine.events.events
     assert events and all(isinstance(e.content, bytes) for e in events)
