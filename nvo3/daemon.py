@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvo3 import allocator
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
 from nvo3.netconf.ssh.users import UserStore
@@ -46,10 +47,15 @@ def users_of(state_dir: Path) -> UserStore:
 
 
 class RoleDaemon:
-    """One role's engine and SSH server; `start` returns once sessions are accepted."""
+    """One role's engine and SSH server; `start` returns once sessions are accepted.
+
+    A role daemon is a process of its own: it sets that process's C allocator up for a long
+    life (see :mod:`nvo3.allocator`) before anything else, and gives the free memory of each
+    ended session back to the system."""
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
                  netns: str | None = None, store_only: bool = False):
+        allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
         options["state_dir"] = self.state_dir
@@ -58,7 +64,8 @@ class RoleDaemon:
         self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
         self.users = users_of(self.state_dir)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
-                             host=listen.host, port=listen.port)
+                             host=listen.host, port=listen.port,
+                             after_connection=allocator.release_free_memory)
 
     def start(self) -> None:
         if not self.users.names():

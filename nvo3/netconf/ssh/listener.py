@@ -18,6 +18,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
@@ -115,11 +116,14 @@ class _Interface(paramiko.ServerInterface):
 
 
 class SshServer:
-    """Listens on one address and serves NETCONF sessions to the engine's factory."""
+    """Listens on one address and serves NETCONF sessions to the engine's factory;
+    `after_connection`, if given, runs on each connection's thread once it has ended and its
+    session's objects are released."""
 
     def __init__(self, factory: SessionFactory, users: UserStore, host_key_path: Path,
                  host: str = "127.0.0.1", port: int = 830, *, auth_timeout: float = 30.0,
-                 hello_timeout: float = HELLO_TIMEOUT) -> None:
+                 hello_timeout: float = HELLO_TIMEOUT,
+                 after_connection: Callable[[], None] | None = None) -> None:
         try:
             self._family = (socket.AF_INET6 if ipaddress.ip_address(host).version == 6
                             else socket.AF_INET)
@@ -129,6 +133,7 @@ class SshServer:
         self.host_key_path = Path(host_key_path)
         self.host, self.port = host, port
         self.auth_timeout, self.hello_timeout = auth_timeout, hello_timeout
+        self.after_connection = after_connection
         self.host_key: paramiko.PKey | None = None
         self._sock: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -231,6 +236,9 @@ class SshServer:
             with self._lock:
                 self._transports.discard(transport)
                 self._threads.discard(threading.current_thread())
+            del transport
+            if self.after_connection is not None:
+                self.after_connection()
 
     def _negotiate_and_run(self, transport: paramiko.Transport, peer: tuple[str, int],
                            slog: SessionLog) -> None:
