@@ -160,6 +160,18 @@ class Datastores:
         return self._in_place(name, session, lambda base: self.merger.merge(name, base, xml),
                               merged_xml=xml)
 
+    def in_place_budget(self, name: str) -> float:
+        """The largest edit with operations `edit_in_place` may make in `name` (0: none)."""
+        base = self.get(name)
+        return 0 if self._shared(name, base) else self.merger.budget(base)
+
+    def _shared(self, name: str, base: Snapshot) -> bool:
+        """Whether the tree of datastore `name` (`base`) is another's too (candidate not yet
+        edited, a confirmed commit's rollback, copied to startup): not editable in place."""
+        return any(s is base for s in (self.startup,
+                                       self.pending.rollback if self.pending else None,
+                                       self.running if name == "candidate" else None))
+
     def edit_in_place(self, name: str, edit: SplitEdit, session: int) -> bool:
         """An edit with operations (`split_edit.SplitEdit`) made like `merge_in_place`; the
         journal records the split edit. False: `edit.Editor` makes it in a copy (it also
@@ -172,9 +184,7 @@ class Datastores:
                   merged_xml: bytes | None = None, split: SplitEdit | None = None) -> bool:
         self.check_writable(name, session)
         base = self.get(name)
-        shared = [s for s in (self.startup, self.pending.rollback if self.pending else None,
-                              self.running if name == "candidate" else None) if s is base]
-        if shared:
+        if self._shared(name, base):
             return False
         candidate_clean = name == "running" and not self.candidate_modified()
         merge = make(base)

@@ -116,10 +116,6 @@ UNCHANGED = "unchanged"
 #: entries 2 ms against 67 ms).
 IN_PLACE_SHARE = 4
 
-#: What a deletion costs in place, counted as bytes of merged edit (about the same time: a
-#: look-up, an unlink, the constraints that reach the deleted node).
-DELETE_COST = 64
-
 
 class InPlaceMerger:
     """Plain merges done in the live tree of a datastore, at the cost of the edit.
@@ -172,8 +168,7 @@ class InPlaceMerger:
         """An edit with operations (`split_edit.SplitEdit`) made in `base`'s live tree, as
         `merge` does: an `InPlaceMerge` (call `keep` or `revert`), `UNCHANGED`, or None when
         `edit.Editor` must make it in a copy (its result and its errors are the reference)."""
-        cost = len(edit.merge_xml) + DELETE_COST * len(edit.targets)
-        if base.dnode is None or cost * IN_PLACE_SHARE > base.size_hint():
+        if base.dnode is None or edit.cost * IN_PLACE_SHARE > base.size_hint():
             return None
         checker = self._checker(datastore, base)
         tree = base.dnode.first_sibling()
@@ -200,6 +195,13 @@ class InPlaceMerger:
         after = base.hand_over(tree.first_sibling(), grown)
         self._checkers[datastore] = (checker, after)
         return InPlaceMerge(base, after, changes)
+
+    @staticmethod
+    def budget(base: Snapshot) -> float:
+        """The largest edit cost (`split_edit.SplitEdit.cost`) made in place in `base`."""
+        if base.dnode is None:
+            return 0
+        return base.size_hint() / IN_PLACE_SHARE if IN_PLACE_SHARE else float("inf")
 
     def _checker(self, datastore: str, base: Snapshot) -> Checker:
         checker, checked = self._checkers.get(datastore, (None, None))

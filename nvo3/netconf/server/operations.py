@@ -187,8 +187,9 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
             if test_option != "test-only":
                 _store(server, target, snapshot, sid, merged_xml=content)
             return []
-        if test_option != "test-only" and error_option != "continue-on-error":
-            split = split_edit.split(server.schema, config, default_op)
+        budget = ds.in_place_budget(target)
+        if test_option != "test-only" and error_option != "continue-on-error" and budget:
+            split = split_edit.split(server.schema, config, default_op, budget)
             if split is not None:
                 server.current_session = sid
                 try:

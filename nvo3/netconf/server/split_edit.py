@@ -40,8 +40,12 @@ from nvo3.netconf.server.incremental import Changes, Deleted, delete_node, not_d
 from nvo3.netconf.server.schema import NodeInfo, Schema
 
 _OP_ATTR = f"{{{BASE_NS}}}operation"
-#: targets whose old node is taken out of the tree
-DELETING = ("delete", "remove", "replace")
+_OPERATIONS = etree.XPath("count(.//@*[local-name()='operation'])")
+_WITH_OPERATION = etree.XPath(".//*[@*[local-name()='operation']]")
+
+#: What one target costs in place, counted as bytes of merged content (about the same time: a
+#: look-up, an unlink, the constraints that reach the deleted node).
+DELETE_COST = 64
 
 
 class NotInPlace(Exception):
@@ -68,6 +72,11 @@ class SplitEdit:
     #: a journal record's replay)
     values: list[str] | None = field(default_factory=list)
 
+    @property
+    def cost(self) -> int:
+        """About what making it in place costs, in bytes of merged content."""
+        return len(self.merge_xml) + DELETE_COST * len(self.targets)
+
     def to_record(self) -> bytes:
         """The split edit as a journal record payload."""
         return json.dumps({"targets": [[t.op, t.path, t.kind] for t in self.targets],
@@ -81,11 +90,15 @@ class SplitEdit:
 
 
 # -- splitting --------------------------------------------------------------------------------
-def split(schema: Schema, config: etree._Element, default_operation: str) -> SplitEdit | None:
-    """`config` (an edit-config's <config>) as a SplitEdit, or None (see the module notes)."""
+def split(schema: Schema, config: etree._Element, default_operation: str,
+          budget: float = float("inf")) -> SplitEdit | None:
+    """`config` (an edit-config's <config>) as a SplitEdit, or None (see the module notes);
+    also None as soon as its `cost` exceeds `budget` (a large edit: the Editor takes it)."""
     if default_operation not in ("merge", "none"):
         return None
-    splitter = _Splitter(schema)
+    if float(_OPERATIONS(config)) * DELETE_COST > budget:
+        return None
+    splitter = _Splitter(schema, config, budget)
     parts: list[str] = []
     seen: set[tuple[Any, ...]] = set()
     try:
@@ -119,10 +132,24 @@ def _text(element: etree._Element) -> str:
 
 
 class _Splitter:
-    def __init__(self, schema: Schema):
+    def __init__(self, schema: Schema, config: etree._Element, budget: float):
         self.schema = schema
         self.targets: list[Target] = []
         self.values: list[str] = []
+        self.budget = budget
+        self.cost = 0
+        #: the elements with an operation attribute below them
+        self.above_operations: set[etree._Element] = set()
+        for element in _WITH_OPERATION(config):
+            parent = element.getparent()
+            while parent is not None and parent not in self.above_operations:
+                self.above_operations.add(parent)
+                parent = parent.getparent()
+
+    def spend(self, cost: int) -> None:
+        self.cost += cost
+        if self.cost > self.budget:
+            raise NotInPlace("over the budget")
 
     def node(self, el: etree._Element, info: NodeInfo, parent: NodeInfo | None, inherited: str,
              parent_path: str, seen: set[tuple[Any, ...]], parent_ns: str) -> str:
@@ -140,8 +167,7 @@ class _Splitter:
             raise NotInPlace("a node named twice")
         seen.add(identity)
         path = parent_path + step
-        nested = any(_operation(d) is not None for d in el.iterdescendants()
-                     if isinstance(d.tag, str))
+        nested = el in self.above_operations
         if op in ("delete", "remove", "replace", "create"):
             if info.user_ordered:
                 raise NotInPlace("an operation on an ordered-by-user list")
@@ -149,11 +175,12 @@ class _Splitter:
                 raise NotInPlace("operations under an operation")
             if op != "replace" or info.kind in ("container", "list"):
                 self.targets.append(Target(op, path, info.kind))
+                self.spend(DELETE_COST)
             if op in ("delete", "remove"):
                 return ""
-            return self.copy(el, info, parent_ns)
+            return self.copied(el, info, parent_ns)
         if op == "merge" and not nested:
-            return self.copy(el, info, parent_ns)
+            return self.copied(el, info, parent_ns)
         if info.kind in ("leaf", "leaf-list"):
             return ""                                   # none: nothing to do
         if not nested:
@@ -201,6 +228,11 @@ class _Splitter:
 
     def leaf(self, info: NodeInfo, value: str, parent_ns: str) -> str:
         return f"{self.open(info, parent_ns)}{escape(value)}</{info.name}>"
+
+    def copied(self, el: etree._Element, info: NodeInfo, parent_ns: str) -> str:
+        content = self.copy(el, info, parent_ns)
+        self.spend(len(content))
+        return content
 
     def copy(self, el: etree._Element, info: NodeInfo, parent_ns: str) -> str:
         """`el`'s subtree as merge content (what `edit._clean_copy` would put in the tree)."""
