@@ -128,6 +128,11 @@ def test_in_place_edits_answer_and_store_exactly_as_copied_edits(
     monkeypatch.setattr(InPlaceMerger, "merge", merge)
     monkeypatch.setattr(InPlaceMerger, "edit", edit)
     a, b = Client(in_place), Client(reference)
+    # a datastore large enough that most edits are small against it (else they are validated
+    # whole: `merge.IN_PLACE_SHARE`)
+    ballast = (f'<edit-config><target><running/></target><config><extra xmlns="{NS}"><note>'
+               f'{"x" * 2000}</note></extra></config></edit-config>')
+    assert not errors(a.rpc(ballast)) and not errors(b.rpc(ballast))
     rng = random.Random(seed)
     for step in range(400):
         request = _request(rng)

@@ -12,6 +12,13 @@ decided twice:
   edit is taken back out (`undo`, which must restore the tree exactly) and the reference
   decides.
 
+Edits with operations (deletions of list entries, leaves and containers, replaced entries;
+`split_edit`) are mixed into the sequences in `test_deletions_are_decided_as_full_validation`:
+the reference applies the split edit to a duplicate and validates it whole; the incremental
+path applies it in the live tree and checks it (on FULL, `undo` puts the deleted subtrees
+back). Their accept/refuse and error answers against the Editor are compared at the engine
+level (`test_engine_in_place.py`).
+
 A VALID verdict must only be given where the reference accepts, and the resulting trees must
 print identically with every default (report-all) and carry the same libyang flags. Error tags
 and error paths need no comparison: the incremental path never refuses by itself, on FULL the
