@@ -2,7 +2,8 @@
 
 A store-only NVE agent (its configuration validated and stored, no kernel) takes edit-configs
 from four sessions at once: three add remote MACs (plain merges, journaled as the edit), one
-adds and deletes entries with operation attributes (journaled as the whole configuration). The
+adds and deletes entries with operation attributes (made in place, journaled as the edit's
+deletions and merge). The
 daemon is killed with SIGKILL in the middle; restarted on the same state directory, its running
 configuration holds every acknowledged edit, nothing that was never sent, and at most the edits
 that were in flight when it died (one per session: written, not yet answered).

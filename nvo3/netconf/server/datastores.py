@@ -27,6 +27,7 @@ from nvo3.netconf.server.journal import JournalError
 from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
 from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.split_edit import SplitEdit
 
 log = logging.getLogger(__name__)
 
@@ -156,25 +157,49 @@ class Datastores:
         when it must take the full path instead: the datastore's tree is shared (candidate not
         yet edited, a confirmed commit's rollback, copied to startup) or the incremental check
         cannot decide. Raises RpcError as the full path would (and then nothing changed)."""
+        return self._in_place(name, session, lambda base: self.merger.merge(name, base, xml),
+                              merged_xml=xml)
+
+    def in_place_budget(self, name: str) -> float:
+        """The largest edit with operations `edit_in_place` may make in `name` (0: none)."""
+        base = self.get(name)
+        return 0 if self._shared(name, base) else self.merger.budget(base)
+
+    def _shared(self, name: str, base: Snapshot) -> bool:
+        """Whether the tree of datastore `name` (`base`) is another's too (candidate not yet
+        edited, a confirmed commit's rollback, copied to startup): not editable in place."""
+        return any(s is base for s in (self.startup,
+                                       self.pending.rollback if self.pending else None,
+                                       self.running if name == "candidate" else None))
+
+    def edit_in_place(self, name: str, edit: SplitEdit, session: int) -> bool:
+        """An edit with operations (`split_edit.SplitEdit`) made like `merge_in_place`; the
+        journal records the split edit. False: `edit.Editor` makes it in a copy (it also
+        answers every error such an edit can have)."""
+        return self._in_place(name, session, lambda base: self.merger.edit(name, base, edit),
+                              split=edit)
+
+    def _in_place(self, name: str, session: int,
+                  make: Callable[[Snapshot], InPlaceMerge | str | None],
+                  merged_xml: bytes | None = None, split: SplitEdit | None = None) -> bool:
         self.check_writable(name, session)
         base = self.get(name)
-        shared = [s for s in (self.startup, self.pending.rollback if self.pending else None,
-                              self.running if name == "candidate" else None) if s is base]
-        if shared:
+        if self._shared(name, base):
             return False
         candidate_clean = name == "running" and not self.candidate_modified()
-        merge = self.merger.merge(name, base, xml)
+        merge = make(base)
         if merge is None:
             return False
         if isinstance(merge, InPlaceMerge):
             try:
                 if name == "running":
-                    self._install(merge.after, xml, changed=True)
+                    self._install(merge.after, merged_xml, changed=True, split=split)
                 else:
                     self.candidate = merge.after
             except BaseException:
                 merge.revert()
                 raise
+            merge.keep()
             if candidate_clean:
                 self.candidate = self.running
         else:
@@ -182,15 +207,16 @@ class Datastores:
         return True
 
     def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None,
-                 changed: bool = False) -> None:
+                 changed: bool = False, split: SplitEdit | None = None) -> None:
         """Hand `snapshot` to the role, make it durable, make it running; `changed`: the caller
-        knows it differs from running (an in-place edit: no whole-tree comparison)."""
+        knows it differs from running (an in-place edit: no whole-tree comparison);
+        `merged_xml` or `split`: the edit that made it (what the journal records)."""
         before = self.running
         if not changed and snapshot.xml() == before.xml():
             return
         self.installer(before, snapshot)          # may raise: nothing changed then
         try:
-            self.store.record(snapshot, merged_xml)   # durable before anyone is told
+            self.store.record(snapshot, merged_xml, split)   # durable before anyone is told
         except (OSError, JournalError) as err:
             log.error("the running configuration could not be saved: %s", err)
             try:

@@ -1,20 +1,23 @@
-"""Deciding a plain-merge edit without validating the whole datastore.
+"""Deciding an edit without validating the whole datastore.
 
 A merge without operation attributes only creates nodes and changes leaf values. Before the
 merge, `plan_merge` finds what it will create and change (hashed look-ups, O(depth) per edit
-node); that is also the undo record (`undo`). After the merge, `Checker.check` adds the implicit
-nodes of the created subtrees and evaluates, with libyang, only the constraints the change can
-affect (`constraints.ConstraintIndex` tells which):
+node); that is also the undo record (`undo`). An edit with operations (`split_edit`) also
+takes nodes out (`delete_node`: unlinked, kept for an exact undo until `release`). After the
+edit, `Checker.check` adds the implicit nodes of the created subtrees and evaluates, with
+libyang, only the constraints the change can affect (`constraints.ConstraintIndex` tells which):
 
 - constraints carried by the nodes of created subtrees, at those instances: must, leafref,
   mandatory children, min-elements of their lists, unique and max-elements of created list
   entries;
 - constraints carried by changed leaves (must, leafref, unique of their list entry);
-- constraints whose expressions reach a created or changed schema node, at every instance of
-  their carrier under the data node where the expression's path is anchored (at most `limit`
-  instances; when a list on the way has more entries, libyang collects the carriers below it).
-  A leafref path cannot be broken by creations (its predicates are equalities), only by changed
-  values.
+- constraints whose expressions reach a created, changed or deleted schema node, at every
+  instance of their carrier under the data node where the expression's path is anchored (at
+  most `limit` instances; when a list on the way has more entries, libyang collects the
+  carriers below it). A leafref path cannot be broken by creations (its predicates are
+  equalities), only by changed values and deletions;
+- for a deleted node: its own mandatory and min-elements, what the empty non-presence
+  container put back in its place lacks, and the unique values of the entries it leaves.
 
 The verdict is VALID only when a full `lyd_validate_all` of the same tree would accept it and
 leave the same tree; every case it cannot decide that way (a constraint fails, a choice or a
@@ -61,11 +64,31 @@ class Changed:
 
 
 @dataclass
+class Deleted:
+    """A node an edit took out of the tree with its subtree, kept (unlinked) for an exact undo
+    until `release`."""
+
+    node: Any                       # the unlinked subtree
+    parent: Any                     # its parent (deleted nodes are never top-level)
+    #: an instance of the same list next to it, to put it back at its place (NULL: it was the
+    #: only one); `after`: the anchor was before it
+    anchor: Any
+    after: bool
+    op: str                         # delete | remove | replace
+    path: str
+    schema: int
+    address: int
+    #: the empty non-presence container put in its place (what validation would add), or NULL
+    replacement: Any = ffi.NULL
+
+
+@dataclass
 class Changes:
-    """What a plain merge does to the live tree; also its undo record."""
+    """What an edit does to the live tree; also its undo record."""
 
     created: list[Created] = field(default_factory=list)
     changed: list[Changed] = field(default_factory=list)
+    deleted: list[Deleted] = field(default_factory=list)
     #: why the edit cannot be applied and checked incrementally (None: it can). When set, the
     #: record is incomplete: do not merge in place, take the full path (copy, merge, validate).
     unsupported: str | None = None
@@ -191,9 +214,70 @@ def _plan(live_siblings: Any, node: Any, changes: Changes) -> None:
         _plan(_child(match), child, changes)
 
 
+# -- deleting --------------------------------------------------------------------------------
+def not_deletable(node: Any) -> str | None:
+    """Why `delete_node` cannot take this node out in place (None: it can)."""
+    schema = node.schema
+    if node.parent == ffi.NULL or schema == ffi.NULL:
+        return "a top-level or opaque node"
+    nodetype = int(schema.nodetype)
+    if int(schema.flags) & int(lib.LYS_KEY):
+        return "a list key"
+    if nodetype & int(lib.LYS_LEAF) and \
+            ffi.cast("struct lysc_node_leaf *", schema).dflt != ffi.NULL:
+        return "a leaf with a default (validation puts the default back)"
+    if nodetype & int(lib.LYS_LEAFLIST) and \
+            ffi.cast("struct lysc_node_leaflist *", schema).dflts != ffi.NULL:
+        return "a leaf-list with defaults"
+    if not nodetype & (_TERM | _INNER):
+        return "not a container, list or leaf"
+    return None
+
+
+def delete_node(node: Any, op: str, path: str) -> Deleted:
+    """Take `node` (see `not_deletable`) out of its tree, as validation would leave the tree:
+    a deleted non-presence container is there again, empty, as a default node."""
+    parent = ffi.cast("struct lyd_node *", node.parent)
+    schema = node.schema
+    anchor, after = ffi.NULL, False
+    if int(schema.nodetype) & _MULTI:
+        if node.next != ffi.NULL and node.next.schema == schema:
+            anchor = node.next
+        elif lib.lyd_child(parent) != node and node.prev.schema == schema:
+            anchor, after = node.prev, True
+    lx.unlink_tree(node)
+    deleted = Deleted(node, parent, anchor, after, op, path, lx.address(schema),
+                      lx.address(node))
+    if int(schema.nodetype) & int(lib.LYS_CONTAINER) and \
+            not int(schema.flags) & int(lib.LYS_PRESENCE) and op != "replace":
+        out = ffi.new("struct lyd_node **")
+        if lib.lyd_new_inner(parent, schema.module, schema.name, 0, out) != lib.LY_SUCCESS:
+            raise RuntimeError(f"cannot put an empty {path} back")
+        deleted.replacement = out[0]
+        # a new non-presence container is flagged default and new, which
+        # lyd_new_implicit_tree takes for a node it added itself, and skips
+        out[0].flags = int(out[0].flags) & ~LYD_NEW
+        lx.new_implicit_tree(out[0])
+        for inner in _dfs(out[0]):
+            inner.flags = int(inner.flags) & ~LYD_NEW
+        out[0].flags = int(out[0].flags) | LYD_DEFAULT
+        _restore_default_parents(out[0])
+    else:
+        _restore_default_parents(parent, include_self=True)
+    return deleted
+
+
+def release(changes: Changes) -> None:
+    """Free the subtrees an edit deleted (it is kept: no undo any more)."""
+    for deleted in changes.deleted:
+        lib.lyd_free_tree(deleted.node)
+    changes.deleted.clear()
+
+
 # -- undo ------------------------------------------------------------------------------------
 def undo(tree: libyang.DNode, changes: Changes) -> None:
-    """Take a merged edit back out of `tree`: free what it created, restore what it changed."""
+    """Take an edit back out of `tree`: free what it created, restore what it changed, put
+    what it deleted back where it was."""
     root = tree.cdata
     for changed in changes.changed:
         node = _find(root, changed.path)
@@ -210,6 +294,15 @@ def undo(tree: libyang.DNode, changes: Changes) -> None:
             lib.lyd_free_tree(node)
             if parent != ffi.NULL:
                 _restore_default_parents(ffi.cast("struct lyd_node *", parent), include_self=True)
+    for deleted in reversed(changes.deleted):
+        if deleted.replacement != ffi.NULL:
+            lib.lyd_free_tree(deleted.replacement)
+        if deleted.anchor != ffi.NULL:
+            lx.insert_next_to(deleted.anchor, deleted.node, deleted.after)
+        elif lib.lyd_insert_child(deleted.parent, deleted.node) != lib.LY_SUCCESS:
+            raise RuntimeError(f"cannot put {deleted.path} back")
+        _clear_default_parents(deleted.node)
+    changes.deleted.clear()
 
 
 def _restore_default_parents(node: Any, include_self: bool = False) -> None:
@@ -287,6 +380,16 @@ class UniqueValues:
         self._values[key][addr] = tup
         if tup is not None:
             self._entries[key].setdefault(tup, set()).add(addr)
+
+    def discard(self, constraint: Constraint, parent: Any, address: int) -> None:
+        """Forget a deleted entry (`address`) of the list under `parent`."""
+        key = (id(constraint), lx.address(parent))
+        values = self._values.get(key)
+        if values is None:
+            return
+        old = values.pop(address, None)
+        if old is not None:
+            self._entries[key][old].discard(address)
 
     def duplicated(self, constraint: Constraint, entry: Any) -> bool:
         """Whether another entry of the list has the same values as `entry` (after update)."""
@@ -382,6 +485,9 @@ class _Run:
         self.counted: set[tuple[int, int]] = set()
         self.walked: set[tuple[int, int]] = set()
         self.touched: list[Any] = []
+        #: (unique constraint, parent, entry address) of deleted entries of a unique list
+        self.unique_gone: list[tuple[Constraint, Any, int]] = []
+        self.forget_uniques = False
 
     def info(self, node: Any) -> SchemaInfo:
         found = self.index.info(node.schema) if node.schema != ffi.NULL else None
@@ -397,7 +503,8 @@ class _Run:
     def decide(self) -> int:
         if self.changes.unsupported:
             raise _Full(self.changes.unsupported)
-        if self.index.everywhere and (self.changes.created or self.changes.changed):
+        if self.index.everywhere and (self.changes.created or self.changes.changed
+                                      or self.changes.deleted):
             raise _Full(f"unbounded constraint on {self.index.everywhere[0].carrier}")
         created_tops = []
         for created in self.changes.created:
@@ -431,8 +538,14 @@ class _Run:
             self.reached(node, info, {info.id}, created=False)
         for node, info in created_tops:
             self.reached(node, info, {info.id, *self.index.descendants(info.id)}, created=True)
+        for deleted in self.changes.deleted:
+            self.deleted(deleted)
         for constraint, node in self.todo.values():
             self.evaluate(constraint, node)
+        if self.forget_uniques:
+            self.checker.uniques.forget()
+        for constraint, parent, address in self.unique_gone:
+            self.checker.uniques.discard(constraint, parent, address)
         for constraint, entry in self.unique_entries.values():
             self.checker.uniques.update(constraint, entry)
         for constraint, entry in self.unique_entries.values():
@@ -443,6 +556,48 @@ class _Run:
         return len(self.todo) + len(self.unique_entries)
 
     # -- what to evaluate --------------------------------------------------------------------
+    def deleted(self, deleted: Deleted) -> None:
+        """What taking a subtree out can break: the mandatory node or the min-elements it
+        was, what the empty container put in its place lacks, the constraints whose
+        expressions reach into it (leafrefs to it, musts counting or reading it)."""
+        info = self.index.nodes.get(deleted.schema)
+        if info is None or not info.config:
+            raise _Full("a node outside the indexed configuration")
+        if info.volatile_subtree:
+            raise _Full(f"{info.name}: a choice or a when in the deleted subtree")
+        parent = deleted.parent
+        subtree = {info.id, *self.index.descendants(info.id)}
+        for constraint in self.index.carried.get(info.id, ()):
+            if constraint.kind in ("mandatory", "unsupported"):
+                raise _Full(f"{constraint.kind} {info.name} deleted")
+            if constraint.kind == "min-elements":
+                found = _instances(_child(parent), deleted.node.schema, constraint.bound)
+                if len(found) < constraint.bound:
+                    raise _Full(f"min-elements of {info.name}")
+            elif constraint.kind == "unique":
+                self.unique_gone.append((constraint, parent, deleted.address))
+        for below in self.index.descendants(info.id):
+            if any(c.kind == "unique" for c in self.index.carried.get(below, ())):
+                self.forget_uniques = True          # its entries' addresses are freed
+        for leaf in subtree:
+            for constraint in self.index.unique_of_leaf.get(leaf, ()):
+                if constraint.carrier not in subtree:
+                    self.unique_entry_above(parent, constraint)
+        if deleted.replacement != ffi.NULL:
+            self.touched.append(deleted.replacement)
+            self.created_subtree(deleted.replacement, info)
+        self.reached(parent, self.info(parent), subtree, created=False)
+
+    def unique_entry_above(self, node: Any, constraint: Constraint) -> None:
+        """The entry of `constraint`'s list at or above `node`, to be checked (a leaf of its
+        unique changed)."""
+        entry = node
+        while entry != ffi.NULL and lx.address(entry.schema) != constraint.carrier:
+            entry = ffi.cast("struct lyd_node *", entry.parent) if entry.parent != ffi.NULL \
+                else ffi.NULL
+        if entry != ffi.NULL:
+            self.unique_entries[(id(constraint), lx.address(entry))] = (constraint, entry)
+
     def created_subtree(self, top: Any, top_info: SchemaInfo) -> None:
         for node in _dfs(top):
             self.touched.append(node)
@@ -493,12 +648,7 @@ class _Run:
         """The unique constraints a leaf takes part in, at its list entry (the leaf is new, or
         has a new value: the entry may now collide with another)."""
         for constraint in self.index.unique_of_leaf.get(info.id, ()):
-            entry = node
-            while entry != ffi.NULL and lx.address(entry.schema) != constraint.carrier:
-                entry = ffi.cast("struct lyd_node *", entry.parent) if entry.parent != ffi.NULL \
-                    else ffi.NULL
-            if entry != ffi.NULL:
-                self.unique_entries[(id(constraint), lx.address(entry))] = (constraint, entry)
+            self.unique_entry_above(node, constraint)
 
     def reached(self, node: Any, info: SchemaInfo, schema_ids: set[int], created: bool) -> None:
         """Constraints whose expressions reach the changed schema nodes `schema_ids`."""

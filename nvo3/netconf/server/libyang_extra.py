@@ -2,11 +2,13 @@
 
 libyang-python compiles its cffi module against a subset of libyang's API. The incremental
 validator needs a few more functions of the same shared library (libyang.so.2, 2.1.x):
-implicit nodes of one subtree (`lyd_new_implicit_tree`; `lyd_new_implicit_all` is O(size of the
-datastore)), hashed sibling look-ups (`lyd_find_sibling_first`, `lyd_find_sibling_val`), XPath
-evaluation with a compiled expression's own prefixes (`lyd_eval_xpath3`, which is what libyang's
-validation uses for must and leafref paths), the schema atoms of an expression
-(`lys_find_expr_atoms`) and changing a term node's value (`lyd_change_term`, for undo).
+unlinking a subtree and inserting it back at its place (`lyd_unlink_tree`,
+`lyd_insert_before`, `lyd_insert_after`), implicit nodes of one subtree
+(`lyd_new_implicit_tree`; `lyd_new_implicit_all` is O(size of the datastore)), hashed sibling
+look-ups (`lyd_find_sibling_first`, `lyd_find_sibling_val`), XPath evaluation with a
+compiled expression's own prefixes (`lyd_eval_xpath3`, which is what libyang's validation
+uses for must and leafref paths), the schema atoms of an expression (`lys_find_expr_atoms`)
+and changing a term node's value (`lyd_change_term`, for undo).
 
 They are declared here with opaque pointers (ABI mode: no compiler, the declarations must match
 the C prototypes). Nodes and modules go in and out as the binding's cdata pointers, converted
@@ -32,6 +34,9 @@ int lyd_eval_xpath3(void *ctx_node, void *cur_mod, const char *xpath, int format
 int lys_find_expr_atoms(void *ctx_node, void *cur_mod, void *expr, void *prefixes,
                         uint32_t options, void **set);
 int lyd_change_term(void *term, const char *val_str);
+void lyd_unlink_tree(void *node);
+int lyd_insert_before(void *sibling, void *node);
+int lyd_insert_after(void *sibling, void *node);
 """)
 _ly: Any = _abi.dlopen("libyang.so.2")
 
@@ -136,3 +141,31 @@ def change_term(node: Any, value: str) -> None:
     if rc not in (LY_SUCCESS, LY_EEXIST, LY_ENOT):   # EEXIST: only the default flag changed,
         # ENOT: the same value
         raise RuntimeError(f"lyd_change_term failed ({rc})")
+
+
+def unlink_tree(node: Any) -> None:
+    """Take a subtree out of its tree (it keeps its content; free it or insert it back)."""
+    _ly.lyd_unlink_tree(to_abi(node))
+
+
+def insert_next_to(anchor: Any, node: Any, after: bool) -> None:
+    """Insert an unlinked list or leaf-list instance just before (or after) `anchor`, another
+    instance of the same schema node.
+
+    libyang places an instance exactly only in an ordered-by-user list (`lyd_insert_before`
+    refuses others; `lyd_insert_child` appends to the instances). To put an instance of an
+    ordered-by-system list back where it was (an exact undo), the schema node is flagged
+    ordered-by-user for the duration of the call: the call holds no other state, and the
+    caller holds the server lock, under which every use of the tree's context runs.
+    """
+    schema = node.schema
+    user = int(lib.LYS_ORDBY_USER)
+    flags = int(schema.flags)
+    schema.flags = flags | user
+    try:
+        rc = (_ly.lyd_insert_after if after else _ly.lyd_insert_before)(to_abi(anchor),
+                                                                       to_abi(node))
+    finally:
+        schema.flags = flags
+    if rc != LY_SUCCESS:
+        raise RuntimeError(f"lyd_insert_{'after' if after else 'before'} failed ({rc})")

@@ -1,13 +1,16 @@
-"""The fast paths of edit-config: a plain merge done inside libyang.
+"""The fast paths of edit-config: a plain merge done inside libyang, and edits with
+operations made in the live tree.
 
-Most edits (ncclient scripts, Ansible, the nDirector's pushes) carry no operation attributes
-and use default-operation merge. For those, libyang parses the <config> content and merges it,
-all in C: no lxml round trip, no re-parse of the whole datastore. Everything else goes through
-`edit.Editor`.
+Most edits (ncclient scripts, Ansible) carry no operation attributes and use
+default-operation merge. For those, libyang parses the <config> content and merges it, all in
+C: no lxml round trip, no re-parse of the whole datastore. Edits with operations that
+`split_edit` can split into deletions plus a merge (the nDirector's per-entry `replace` and
+`remove` pushes, deleting a list or an entry) are made in the live tree the same way
+(`InPlaceMerger.edit`); everything else goes through `edit.Editor`.
 
 Two ways, tried in this order:
 
-- in place (`InPlaceMerger`): merged into the datastore's live tree and checked incrementally
+- in place (`InPlaceMerger`): made in the datastore's live tree and checked incrementally
   (`incremental.py`: only the constraints the edit can affect), so a one-entry edit costs the
   same with 10 or 100,000 entries stored; reverted exactly when the check cannot decide or the
   role refuses;
@@ -19,15 +22,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import libyang
+from _libyang import ffi, lib
 from lxml import etree
 
 from nvo3.netconf.proto.xml import BASE_NS, YANG_NS
 from nvo3.netconf.server.constraints import ConstraintIndex
 from nvo3.netconf.server.datastore import Snapshot
-from nvo3.netconf.server.incremental import Changes, Checker, plan_merge, undo
+from nvo3.netconf.server.incremental import Changes, Checker, plan_merge, release, undo
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.split_edit import NotInPlace, SplitEdit, apply
 from nvo3.netconf.server.validation import rpc_error_from
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,10 @@ class InPlaceMerge:
     before: Snapshot          # retired: the tree now belongs to `after`
     after: Snapshot
     changes: Changes
+
+    def keep(self) -> None:
+        """The edit stays: free the subtrees it deleted (no undo any more)."""
+        release(self.changes)
 
     def revert(self) -> None:
         """Restore the tree exactly as it was and give it back to `before`."""
@@ -154,6 +164,45 @@ class InPlaceMerger:
         self._checkers[datastore] = (checker, after)
         return InPlaceMerge(base, after, changes)
 
+    def edit(self, datastore: str, base: Snapshot, edit: SplitEdit) -> InPlaceMerge | str | None:
+        """An edit with operations (`split_edit.SplitEdit`) made in `base`'s live tree, as
+        `merge` does: an `InPlaceMerge` (call `keep` or `revert`), `UNCHANGED`, or None when
+        `edit.Editor` must make it in a copy (its result and its errors are the reference)."""
+        if base.dnode is None or edit.cost * IN_PLACE_SHARE > base.size_hint():
+            return None
+        checker = self._checker(datastore, base)
+        tree = base.dnode.first_sibling()
+        try:
+            applied = apply(self.schema, tree, edit)
+        except NotInPlace as why:
+            log.debug("edit of %s made by the editor: %s", datastore, why)
+            return None
+        changes = applied.changes
+        assert applied.first is not None
+        tree = applied.first
+        if not changes.created and not changes.changed and not changes.deleted:
+            return UNCHANGED
+        if _replaced_by_the_same(changes, tree):
+            undo(tree, changes)              # the same nodes at the same places again
+            return UNCHANGED
+        verdict = checker.check(tree, changes)
+        if not verdict.valid:
+            log.debug("edit of %s made by the editor: %s", datastore, verdict.reason)
+            undo(tree, changes)
+            checker.forget()
+            return None
+        grown = len(edit.merge_xml) - sum(len(_printed(d.node)) for d in changes.deleted)
+        after = base.hand_over(tree.first_sibling(), grown)
+        self._checkers[datastore] = (checker, after)
+        return InPlaceMerge(base, after, changes)
+
+    @staticmethod
+    def budget(base: Snapshot) -> float:
+        """The largest edit cost (`split_edit.SplitEdit.cost`) made in place in `base`."""
+        if base.dnode is None:
+            return 0
+        return base.size_hint() / IN_PLACE_SHARE if IN_PLACE_SHARE else float("inf")
+
     def _checker(self, datastore: str, base: Snapshot) -> Checker:
         checker, checked = self._checkers.get(datastore, (None, None))
         if checker is None:
@@ -162,3 +211,28 @@ class InPlaceMerger:
             checker.forget()
         self._checkers[datastore] = (checker, base)
         return checker
+
+
+def _replaced_by_the_same(changes: Changes, tree: libyang.DNode) -> bool:
+    """Whether the edit only replaced subtrees with equal content (the Editor's result is then
+    the same configuration: nothing to install)."""
+    if changes.changed or not changes.deleted or \
+            any(d.op != "replace" for d in changes.deleted) or \
+            len(changes.created) != len(changes.deleted):
+        return False
+    for deleted in changes.deleted:
+        node = tree.find_path(deleted.path)
+        if node is None or _printed(node.cdata) != _printed(deleted.node):
+            return False
+    return True
+
+
+def _printed(node: Any) -> bytes:
+    """A subtree printed (explicit nodes)."""
+    out = ffi.new("char **")
+    if lib.lyd_print_mem(out, node, lib.LYD_XML, lib.LYD_PRINT_SHRINK) != lib.LY_SUCCESS:
+        raise RuntimeError("cannot print a subtree")
+    try:
+        return ffi.string(out[0]) if out[0] != ffi.NULL else b""
+    finally:
+        lib.free(out[0])

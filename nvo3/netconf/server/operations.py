@@ -30,6 +30,7 @@ from nvo3.netconf.proto.xml import (
     namespace,
     qname,
 )
+from nvo3.netconf.server import split_edit
 from nvo3.netconf.server.context import CallingSession, OperationServer
 from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
@@ -186,6 +187,16 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
             if test_option != "test-only":
                 _store(server, target, snapshot, sid, merged_xml=content)
             return []
+        budget = ds.in_place_budget(target)
+        if test_option != "test-only" and error_option != "continue-on-error" and budget:
+            split = split_edit.split(server.schema, config, default_op, budget)
+            if split is not None:
+                server.current_session = sid
+                try:
+                    if ds.edit_in_place(target, split, sid):
+                        return []
+                finally:
+                    server.current_session = None
         tree = ds.get(target).tree()
         editor = Editor(server.schema, default_op, error_option == "continue-on-error")
         try:

@@ -1,9 +1,10 @@
 """The running datastore on disk: a base snapshot and a journal of the changes made since.
 
 An acknowledged change costs one fsynced append (`journal.py`), not a rewrite of the whole
-configuration: a plain-merge edit-config is recorded as its `<config>` content ("merge"), any
-other change (an edit with operations, commit, copy-config, a confirmed-commit rollback) as the
-whole new configuration ("replace"). When the journal has outgrown its base, the current
+configuration: a plain-merge edit-config is recorded as its `<config>` content ("merge"), an
+edit with operations made in place as its deletions and merge (`split_edit.SplitEdit`,
+"edit"), any other change (an edit made by the Editor, commit, copy-config, a confirmed-commit
+rollback) as the whole new configuration ("replace"). When the journal has outgrown its base, the current
 configuration becomes the new base in the background (compaction).
 
 At start the base is read and the records are replayed without validating each step (they were
@@ -19,13 +20,17 @@ import libyang
 from lxml import etree
 
 from nvo3.netconf.proto.xml import BASE_NS, PARSER
+from nvo3.netconf.server import split_edit
 from nvo3.netconf.server.datastore import Snapshot, data_element, print_xml
+from nvo3.netconf.server.incremental import release
 from nvo3.netconf.server.journal import MIN_COMPACTION_BYTES, Contents, Journal, JournalError, Record
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.split_edit import SplitEdit
 
 log = logging.getLogger(__name__)
 
 MERGE = "merge"
+EDIT = "edit"
 REPLACE = "replace"
 
 
@@ -86,17 +91,30 @@ class RunningStore:
                 return edit
             tree.first_sibling().merge(edit, with_siblings=True, destruct=True)
             return tree.first_sibling()
+        if record.kind == EDIT:
+            if tree is None:
+                raise JournalError("an edit record on an empty configuration")
+            try:
+                applied = split_edit.apply(self.schema, tree, SplitEdit.from_record(record.payload))
+            except split_edit.NotInPlace as exc:
+                raise JournalError(f"an edit record does not apply: {exc}") from None
+            release(applied.changes)
+            return applied.first
         raise JournalError(f"unknown journal record kind {record.kind!r}")
 
-    def record(self, snapshot: Snapshot, merged_xml: bytes | None = None) -> None:
+    def record(self, snapshot: Snapshot, merged_xml: bytes | None = None,
+               edit: SplitEdit | None = None) -> None:
         """Make a new running configuration durable before it is acknowledged.
 
-        `merged_xml`: the content of the plain-merge edit that made `snapshot` (a short
-        record); without it the whole configuration is recorded. Raises JournalError (OSError
-        inside) when the record could not be written and synced.
+        `merged_xml`: the content of the plain-merge edit that made `snapshot`, or `edit`: the
+        edit with operations that made it (short records); without them the whole
+        configuration is recorded. Raises JournalError (OSError inside) when the record could
+        not be written and synced.
         """
         if merged_xml is not None:
             self.journal.append(MERGE, merged_xml)
+        elif edit is not None:
+            self.journal.append(EDIT, edit.to_record())
         else:
             self.journal.append(REPLACE, snapshot.xml())
         if self.journal.compaction_due():

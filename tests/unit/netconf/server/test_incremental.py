@@ -12,6 +12,13 @@ decided twice:
   edit is taken back out (`undo`, which must restore the tree exactly) and the reference
   decides.
 
+Edits with operations (deletions of list entries, leaves and containers, replaced entries;
+`split_edit`) are mixed into the sequences in `test_deletions_are_decided_as_full_validation`:
+the reference applies the split edit to a duplicate and validates it whole; the incremental
+path applies it in the live tree and checks it (on FULL, `undo` puts the deleted subtrees
+back). Their accept/refuse and error answers against the Editor are compared at the engine
+level (`test_engine_in_place.py`).
+
 A VALID verdict must only be given where the reference accepts, and the resulting trees must
 print identically with every default (report-all) and carry the same libyang flags. Error tags
 and error paths need no comparison: the incremental path never refuses by itself, on FULL the
@@ -30,11 +37,14 @@ import pytest
 from _libyang import ffi, lib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.netconf.proto.xml import BASE_NS
 from nvo3.netconf.server.constraints import ConstraintIndex
-from nvo3.netconf.server.incremental import Checker, plan_merge, undo
+from nvo3.netconf.server.incremental import Checker, plan_merge, release, undo
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.split_edit import NotInPlace, apply, split
 from nvo3.netconf.server.xpath_reach import ROOT, Unbounded, reaches
 
 EXAMPLES = 1500         # sequences per module
@@ -169,6 +179,79 @@ VC_EDIT = st.lists(VC_PART, min_size=1, max_size=3).map(
     lambda parts: f'<vcenter xmlns="{VC_NS}">{"".join(parts)}</vcenter>')
 
 
+# -- edits with operations (deletions, replaced entries) ---------------------------------------
+OPS = "OPS:"            # marks an edit with operations in a sequence
+DELETE = st.sampled_from(["remove", "delete"])
+
+
+def op(operation: st.SearchStrategy[str], template: str,
+       *parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """`template` with the operation attribute as {0} and the parts as {1}, {2}, ..."""
+    return st.tuples(operation, *parts).map(
+        lambda vs: template.format(f' nc:operation="{vs[0]}"', *vs[1:]))
+
+
+def replaced(entry: st.SearchStrategy[str], tag: str) -> st.SearchStrategy[str]:
+    """A list entry (from a merge strategy) replaced."""
+    return entry.map(lambda e: e.replace(f"<{tag}>", f'<{tag} nc:operation="replace">', 1))
+
+
+def ops_edit(ns: str, top: str, *parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.lists(st.one_of(*parts), min_size=1, max_size=3).map(
+        lambda ps: f'{OPS}<{top} xmlns="{ns}" xmlns:nc="{BASE_NS}">{"".join(ps)}</{top}>')
+
+
+NVE_OPS = ops_edit(
+    NVE_NS, "nve",
+    op(DELETE, "<networks><network{0}><vni>{1}</vni></network></networks>", VNIS),
+    op(DELETE, "<networks><network><vni>{1}</vni><remote-macs><remote-mac{0}><mac>{2}</mac>"
+               "</remote-mac></remote-macs></network></networks>", VNIS, MACS),
+    op(DELETE, "<networks><network><vni>{1}</vni><remote-macs{0}/></network></networks>", VNIS),
+    op(DELETE, "<networks><network><vni>{1}</vni><flood-list><vtep{0}><address>{2}</address>"
+               "</vtep></flood-list></network></networks>", VNIS, IPS),
+    op(DELETE, "<networks><network><vni>{1}</vni><name{0}/></network></networks>", VNIS),
+    op(DELETE, "<attachments><attachment{0}><vni>{1}</vni><mac>{2}</mac></attachment>"
+               "</attachments>", VNIS, MACS),
+    op(DELETE, "<attachments><attachment><vni>{1}</vni><mac>{2}</mac><vm-id{0}/></attachment>"
+               "</attachments>", VNIS, MACS),
+    op(DELETE, "<attachments><attachment><vni>{1}</vni><mac>{2}</mac><port{0}/></attachment>"
+               "</attachments>", VNIS, MACS),
+    op(DELETE, "<policies><policy{0}><vni>{1}</vni><mac>{2}</mac></policy></policies>",
+       VNIS, MACS),
+    op(DELETE, "<local-vtep-address{0}/>"),
+    st.tuples(VNIS, replaced(REMOTE_MAC, "remote-mac")).map(
+        lambda p: f"<networks><network><vni>{p[0]}</vni><remote-macs>{p[1]}</remote-macs>"
+                  "</network></networks>"),
+    replaced(ATTACHMENT, "attachment").map(lambda a: f"<attachments>{a}</attachments>"),
+    replaced(POLICY, "policy").map(lambda a: f"<policies>{a}</policies>"),
+    NVE_PART)
+ND_OPS = ops_edit(
+    ND_NS, "ndirector",
+    op(DELETE, "<nves><nve{0}><name>{1}</name></nve></nves>", NAMES),
+    op(DELETE, "<networks><network{0}><vni>{1}</vni></network></networks>", VNIS),
+    op(DELETE, "<networks><network><vni>{1}</vni><member-nve{0}>{2}</member-nve></network>"
+               "</networks>", VNIS, NAMES),
+    op(DELETE, "<policies><group-policy{0}><tenant>{1}</tenant><group>{2}</group>"
+               "</group-policy></policies>", NAMES, NAMES),
+    op(DELETE, "<policies><vm-policy{0}><vni>{1}</vni><mac>{2}</mac></vm-policy></policies>",
+       VNIS, MACS),
+    op(DELETE, "<peers><peer{0}><name>{1}</name></peer></peers>", NAMES),
+    op(DELETE, "<data-center{0}/>"),
+    replaced(ND_NVE, "nve").map(lambda e: f"<nves>{e}</nves>"),
+    ND_PART)
+VC_OPS = ops_edit(
+    VC_NS, "vcenter",
+    op(DELETE, "<tenants><tenant{0}><name>{1}</name></tenant></tenants>", NAMES),
+    op(DELETE, "<tenants><tenant><name>{1}</name><vm{0}><name>{2}</name></vm></tenant>"
+               "</tenants>", NAMES, NAMES),
+    op(DELETE, "<tenants><tenant><name>{1}</name><vm-group{0}><name>{2}</name></vm-group>"
+               "</tenant></tenants>", NAMES, NAMES),
+    op(DELETE, "<vservers><vserver{0}><name>{1}</name></vserver></vservers>", NAMES),
+    op(DELETE, "<child-vcenters{0}/>"),
+    replaced(TENANT, "tenant").map(lambda t: f"<tenants>{t}</tenants>"),
+    VC_PART)
+
+
 # -- the replay -------------------------------------------------------------------------------
 @dataclass
 class Stats:
@@ -178,10 +261,13 @@ class Stats:
     accepted: int = 0
     accepted_valid: int = 0
     refused: int = 0
+    ops_accepted: int = 0           # edits with operations
+    ops_valid: int = 0
 
     def __str__(self) -> str:
         return (f"{self.edits} edits: {self.accepted} accepted ({self.accepted_valid} VALID), "
-                f"{self.refused} refused")
+                f"{self.refused} refused; with operations {self.ops_accepted} accepted "
+                f"({self.ops_valid} VALID)")
 
 
 def printed(tree: libyang.DNode) -> tuple[str, str]:
@@ -243,6 +329,8 @@ class Replay:
     def step(self, live: libyang.DNode, xml: str, checker: Checker,
              stats: Stats) -> libyang.DNode:
         stats.edits += 1
+        if xml.startswith(OPS):
+            return self.ops_step(live, xml[len(OPS):], checker, stats)
         before, before_flags = printed(live), flags(live)
         reference: libyang.DNode | None = live.duplicate(with_siblings=True, recursive=True)
         assert reference is not None
@@ -277,6 +365,55 @@ class Replay:
         live = live.first_sibling()
         assert printed(live) == before, f"undo did not restore the tree: {xml}"
         assert flags(live) == before_flags, f"undo did not restore the flags: {xml}"
+        return self.decided_by_reference(live, reference, checker, stats)
+
+    def ops_step(self, live: libyang.DNode, xml: str, checker: Checker,
+                 stats: Stats) -> libyang.DNode:
+        """An edit with operations: split, applied to a copy and validated whole (the
+        reference), and applied in place and checked incrementally."""
+        config = etree.fromstring(f'<config xmlns="{BASE_NS}">{xml}</config>')
+        edit = split(self.schema, config, "merge")
+        if edit is None:
+            return live                     # the Editor's: not this test's
+        before, before_flags = printed(live), flags(live)
+        reference: libyang.DNode | None = live.duplicate(with_siblings=True, recursive=True)
+        assert reference is not None
+        try:
+            applied = apply(self.schema, reference, edit)
+        except NotInPlace:                  # the Editor's (data-missing, ...)
+            reference.first_sibling().free()
+            try:
+                apply(self.schema, live, edit)
+            except NotInPlace:
+                assert printed(live) == before and flags(live) == before_flags, xml
+                return live
+            raise AssertionError(f"applies in place, not in a copy: {xml}") from None
+        release(applied.changes)
+        reference = applied.first
+        assert reference is not None
+        try:
+            reference.first_sibling().validate_all(no_state=True)
+        except libyang.LibyangError:
+            reference.first_sibling().free()
+            reference = None
+        changes = apply(self.schema, live, edit).changes
+        live = live.first_sibling()
+        verdict = checker.check(live, changes)
+        if verdict.valid:
+            assert reference is not None, f"VALID but full validation refuses: {xml}"
+            assert printed(live) == printed(reference), xml
+            assert flags(live) == flags(reference), xml
+            release(changes)
+            reference.first_sibling().free()
+            stats.accepted += 1
+            stats.ops_accepted += 1
+            stats.ops_valid += 1
+            return live
+        undo(live, changes)
+        live = live.first_sibling()
+        assert printed(live) == before, f"undo did not restore the tree: {xml}"
+        assert flags(live) == before_flags, f"undo did not restore the flags: {xml}"
+        stats.ops_accepted += reference is not None
         return self.decided_by_reference(live, reference, checker, stats)
 
     @staticmethod
@@ -317,6 +454,22 @@ def test_incremental_decides_as_full_validation(module: str, seed: str,
     stats = differential(module, seed, edit)
     assert stats.refused >= stats.edits // 20, f"too few invalid edits to prove anything: {stats}"
     assert stats.accepted_valid * 2 >= stats.accepted, f"the fast path is rarely taken: {stats}"
+
+
+@pytest.mark.parametrize("module,seed,edit,ops", [
+    ("nvo3-nve", NVE_SEED, NVE_EDIT, NVE_OPS),
+    ("nvo3-ndirector", ND_SEED, ND_EDIT, ND_OPS),
+    ("nvo3-vcenter", VC_SEED, VC_EDIT, VC_OPS),
+])
+def test_deletions_are_decided_as_full_validation(module: str, seed: str,
+                                                  edit: st.SearchStrategy[str],
+                                                  ops: st.SearchStrategy[str]) -> None:
+    """Sequences mixing plain merges and edits with operations (deletions of list entries,
+    leaves and containers, replaced entries): VALID only where a full validation of the same
+    result accepts, the same tree; FULL undone exactly."""
+    stats = differential(module, seed, st.one_of(edit, ops, ops), examples=EXAMPLES // 2)
+    assert stats.ops_valid * 3 >= stats.ops_accepted, f"deletions rarely in place: {stats}"
+    assert stats.ops_accepted >= stats.edits // 10, f"too few accepted deletions: {stats}"
 
 
 def test_instance_limit_falls_back_to_full_validation() -> None:
