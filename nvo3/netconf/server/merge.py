@@ -21,6 +21,7 @@ Two ways, tried in this order:
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +129,9 @@ class InPlaceMerger:
     def __init__(self, schema: Schema):
         self.schema = schema
         self.index = ConstraintIndex(schema.context)
-        self._checkers: dict[str, tuple[Checker, Snapshot | None]] = {}
+        # the snapshot each checker's knowledge is of, weakly: a datastore changed another
+        # way must not keep its old tree alive here
+        self._checkers: dict[str, tuple[Checker, weakref.ref[Snapshot]]] = {}
 
     def merge(self, datastore: str, base: Snapshot, xml: bytes) -> InPlaceMerge | str | None:
         """`xml` merged into `base` (the datastore's snapshot, which nothing else holds) in place:
@@ -161,7 +164,7 @@ class InPlaceMerger:
             checker.forget()
             return None
         after = base.hand_over(tree.first_sibling(), len(xml))
-        self._checkers[datastore] = (checker, after)
+        self._checkers[datastore] = (checker, weakref.ref(after))
         return InPlaceMerge(base, after, changes)
 
     def edit(self, datastore: str, base: Snapshot, edit: SplitEdit) -> InPlaceMerge | str | None:
@@ -193,7 +196,7 @@ class InPlaceMerger:
             return None
         grown = len(edit.merge_xml) - sum(len(_printed(d.node)) for d in changes.deleted)
         after = base.hand_over(tree.first_sibling(), grown)
-        self._checkers[datastore] = (checker, after)
+        self._checkers[datastore] = (checker, weakref.ref(after))
         return InPlaceMerge(base, after, changes)
 
     @staticmethod
@@ -204,12 +207,14 @@ class InPlaceMerger:
         return base.size_hint() / IN_PLACE_SHARE if IN_PLACE_SHARE else float("inf")
 
     def _checker(self, datastore: str, base: Snapshot) -> Checker:
-        checker, checked = self._checkers.get(datastore, (None, None))
-        if checker is None:
+        known = self._checkers.get(datastore)
+        if known is None:
             checker = Checker(self.index)
-        elif checked is not base:            # the datastore changed some other way meanwhile
-            checker.forget()
-        self._checkers[datastore] = (checker, base)
+        else:
+            checker, checked = known
+            if checked() is not base:          # the datastore changed some other way meanwhile
+                checker.forget()
+        self._checkers[datastore] = (checker, weakref.ref(base))
         return checker
 
 
