@@ -281,8 +281,20 @@ class EditTexts:
 
 
 _texts = EditTexts()
+_parsers = threading.local()
+
+
+def _config_element(text: str) -> etree._Element:
+    """`text` parsed by this thread's own parser. Given the text, ncclient would parse it
+    with its one module-wide parser, whose lock makes the push workers of a change to many
+    NVEs wait for each other (and for whichever of them waits for the GIL)."""
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.XMLParser(resolve_entities=False, no_network=True,
+                                                   huge_tree=True)
+    return etree.fromstring(text, parser)
 
 
 def push(client: Client, edit: NveEdit) -> None:
     """Send one edit-config to the NVE's running datastore (raises on rpc-error)."""
-    client.edit_config(_texts.text(edit), target="running")
+    client.edit_config(_config_element(_texts.text(edit)), target="running")

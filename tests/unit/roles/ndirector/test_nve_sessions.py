@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+from lxml import etree
+
 from nvo3.roles.ndirector import nve_client
 from nvo3.roles.ndirector.nve_sessions import Endpoint, NveSession
 
@@ -24,8 +26,9 @@ class RecordingClient:
         self.event = threading.Event()
         self.connected = True
 
-    def edit_config(self, config: str, target: str = "running") -> None:
-        self.sent.append((time.monotonic(), config))
+    def edit_config(self, config: str | etree._Element, target: str = "running") -> None:
+        text = config if isinstance(config, str) else etree.tostring(config).decode()
+        self.sent.append((time.monotonic(), text))
         self.event.set()
 
 
@@ -79,7 +82,7 @@ class BlockingClient(RecordingClient):
         super().__init__()
         self.release = threading.Event()
 
-    def edit_config(self, config: str, target: str = "running") -> None:
+    def edit_config(self, config: str | etree._Element, target: str = "running") -> None:
         self.release.wait(10)
         super().edit_config(config, target)
 
