@@ -9,13 +9,21 @@ notifications into dicts, and builds the edit-config payloads the nDirector send
   trees to roles.
 * Notifications are flat (a few leaves and one leaf-list per attachment): read with lxml
   directly, one notification or the ``change`` entries of an attachments-changed.
+* The nDirector subscribes to the attachment notifications only (:func:`attachment_filter`):
+  the NVE's other notifications (a netconf-config-change after every push) would cost both
+  sides a message per push for nothing.
 * Writing: :class:`NveEdit` says what to merge and remove, or which subtrees to replace
   whole; :func:`edit_tree` turns it into the codec's dict shape and the codec's text builder
   (:func:`nvo3.roles.peers.codec.build_config_text`) into one ``<config>`` per push.
+  :class:`EditTexts` builds a small edit once when several NVEs get the same one (a change
+  of one mapping goes to every NVE of its VNI).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -74,6 +82,12 @@ def read_nve_config(client: Client) -> NveConfig:
     """get-config of the NVE's running <nve>."""
     flt = f'<nve xmlns="{NVE_NS}"/>'
     return parse_nve_config(client.get_config("running", filter=("subtree", flt)))
+
+
+def attachment_filter() -> list[str]:
+    """The subtree filter of the nDirector's subscription: the notifications
+    :func:`parse_notification` reads, nothing else."""
+    return [f'<{name} xmlns="{NVE_NS}"/>' for name in (*ATTACHMENT_EVENTS, BATCH_EVENT)]
 
 
 @dataclass(frozen=True)
@@ -212,6 +226,75 @@ def build_edit_text(edit: NveEdit) -> str:
     return codec.build_config_text(NVE, edit_tree(edit))
 
 
+def _entry_signature(mac: str, entry: Tree) -> tuple[object, ...]:
+    """What of a remote-mac entry its text shows (the leaves of :func:`_remote_mac`)."""
+    ips = entry.get("ip-address")
+    return (mac, tuple(ips) if ips is not None else None,
+            *(entry.get(leaf) for leaf in _REMOTE_ORDER[1:]))
+
+
+def edit_signature(edit: NveEdit) -> Hashable:
+    """A key equal for two edits exactly when :func:`build_edit_text` gives them the same
+    text (the text sorts what the edit holds in sets and dicts, so their order is not in it)."""
+    return (
+        tuple(sorted((vni, ne.replace,
+                      frozenset(_entry_signature(mac, e) for mac, e in ne.macs.items()),
+                      frozenset(ne.remove_macs), frozenset(ne.vteps), frozenset(ne.remove_vteps))
+                     for vni, ne in edit.networks.items())),
+        frozenset((key, _policy_signature(body)) for key, body in edit.policies.items()),
+        frozenset(edit.remove_policies), edit.replace_policies)
+
+
+def _policy_signature(value: object) -> Hashable:
+    if isinstance(value, dict):
+        return tuple((k, _policy_signature(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_policy_signature(v) for v in value)
+    return value
+
+
+class EditTexts:
+    """The text of each distinct small edit, built once: the pushes of one change to the
+    NVEs of a VN are mostly the same edit, sent by one push worker per NVE at the same time.
+    Bounded (the newest `capacity` edits); an edit of more than `max_size` entries (a resync)
+    is built for its NVE alone. Thread-safe."""
+
+    def __init__(self, capacity: int = 64, max_size: int = 64) -> None:
+        self.capacity, self.max_size = capacity, max_size
+        self._texts: OrderedDict[Hashable, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def text(self, edit: NveEdit) -> str:
+        """The ``<config>`` of `edit` (:func:`build_edit_text`)."""
+        if edit.size() > self.max_size or any(ne.replace for ne in edit.networks.values()):
+            return build_edit_text(edit)
+        key = edit_signature(edit)
+        with self._lock:      # held while building: the other workers wait for this text
+            text = self._texts.get(key)
+            if text is None:
+                text = self._texts[key] = build_edit_text(edit)
+                if len(self._texts) > self.capacity:
+                    self._texts.popitem(last=False)
+            else:
+                self._texts.move_to_end(key)
+            return text
+
+
+_texts = EditTexts()
+_parsers = threading.local()
+
+
+def _config_element(text: str) -> etree._Element:
+    """`text` parsed by this thread's own parser. Given the text, ncclient would parse it
+    with its one module-wide parser, whose lock makes the push workers of a change to many
+    NVEs wait for each other (and for whichever of them waits for the GIL)."""
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.XMLParser(resolve_entities=False, no_network=True,
+                                                   huge_tree=True)
+    return etree.fromstring(text, parser)
+
+
 def push(client: Client, edit: NveEdit) -> None:
     """Send one edit-config to the NVE's running datastore (raises on rpc-error)."""
-    client.edit_config(build_edit_text(edit), target="running")
+    client.edit_config(_config_element(_texts.text(edit)), target="running")

@@ -380,7 +380,8 @@ class NveSession:
         client.session.add_listener(_DownListener(self._down))
         with self.lock:
             self._buffer = []
-        client.create_subscription(callback=self._on_notification)
+        client.create_subscription(callback=self._on_notification,
+                                   filter=nc.attachment_filter())
         self._read(client)
         self._set_state("connected")
         self.kick()

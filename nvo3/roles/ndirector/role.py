@@ -31,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from nvo3.common.clock import iso
@@ -56,6 +57,7 @@ STARTUP_GRACE_S = 10.0
 TICK_S = 1.0
 WITHDRAW_DELAY_S = 0.02     # a withdraw-only push waits this long after the installs
 Key = tuple[int, str]
+_UNCHANGED, _CHANGED, _INSTALLS = 0, 1, 2     # what recording a change did to a tracker
 
 
 def _stop_all(sessions: list[NveSession]) -> None:
@@ -88,6 +90,7 @@ class NDirectorRole(Role):
         self._thread: threading.Thread | None = None
         self._generation = 0
         self._pending: dict[int, tuple[float, set[str]]] = {}
+        self._members: dict[int, frozenset[str]] = {}     # each VNI's members, last recorded
         self._conv = {"last": 0, "sum": 0, "count": 0, "max": 0}
 
     # life cycle ----------------------------------------------------------------------------
@@ -346,9 +349,11 @@ class NDirectorRole(Role):
         m |= {n for n, nets in self.held_networks.items() if vni in nets}
         return m & set(self.endpoints)
 
-    def _remote_entry(self, key: Key, nve: str, members: set[str]) -> Tree | None:
+    def _remote_entry(self, key: Key) -> Tree | None:
+        """The remote-mac entry of `key` for the NVEs that get one (built once per change and
+        shared by their trackers: nothing mutates it)."""
         m = self.table.mappings.get(key)
-        if m is None or m.nve == nve or nve not in members:
+        if m is None:
             return None
         entry: Tree = {"mac": m.mac, "remote-vtep": m.vtep, "remote-nve": m.nve,
                        "sequence-number": m.seq}
@@ -375,39 +380,35 @@ class NDirectorRole(Role):
         return out
 
     def _distribute(self, keys: set[Key], vnis: set[int], full: set[str], t0: float) -> None:
-        """Record what changed in the NVEs' trackers; wake the workers of those that changed."""
+        """Record what changed in the NVEs' trackers; wake the workers of those that changed.
+
+        The work is in proportion to the change: each changed mapping's entry and policy are
+        derived once, whatever the number of NVEs; the mappings of a VNI are all looked at
+        again only for the NVEs that joined or left it. After a (re)connect or a
+        configuration change (`full`) every NVE is compared with the whole table."""
         if full:
             keys = keys | set(self.table.mappings) | set(self.table.candidates) | \
                 set(self.vm_policies)
             vnis = vnis | {k[0] for k in keys} | set(self.members_cfg) | \
                 {v for nets in self.held_networks.values() for v in nets}
-        elif vnis:
-            keys = keys | {k for k in self.table.mappings if k[0] in vnis}
-        touched: dict[str, bool] = {}     # NVE -> its change installs (or re-points) something
         members = {vni: self.members(vni) for vni in {k[0] for k in keys} | vnis}
+        rejoined = self._membership_changes(members, vnis, everyone=bool(full))
+        remote = {key: self._remote_entry(key) for key in keys}
+        for extra in rejoined.values():
+            for key in extra - remote.keys():
+                remote[key] = self._remote_entry(key)
+        touched: dict[str, bool] = {}     # NVE -> its change installs (or re-points) something
         for name, session in self.sessions.items():
-            t = session.tracker
             with session.lock:
-                changed = installs = False
-                for key in keys:
-                    entry = self._remote_entry(key, name, members[key[0]])
-                    if t.set_mac(key, entry):
-                        changed, installs = True, installs or entry is not None
-                    here = name in self.table.candidates.get(key, {})
-                    policy = self.effective_policy(key) if here else None
-                    if t.set_policy(key, policy):
-                        changed, installs = True, installs or policy is not None
-                for vni in vnis:
-                    mem = members[vni]
-                    vteps = {self.endpoints[o].vtep for o in mem if o != name} \
-                        if name in mem else set()
-                    before = t.floods.get(vni, set())
-                    if t.set_flood(vni, vteps):
-                        changed, installs = True, installs or bool(vteps - before)
-                if changed:
-                    t.generation = self._generation + 1
-            if changed:
-                touched[name] = installs
+                did = max(self._record_macs(name, session, keys, remote, members),
+                          self._record_macs(name, session, rejoined.get(name, set()), remote,
+                                            members),
+                          self._record_policies(name, session, keys),
+                          self._record_floods(name, session, vnis, members))
+                if did != _UNCHANGED:
+                    session.tracker.generation = self._generation + 1
+            if did != _UNCHANGED:
+                touched[name] = did == _INSTALLS
         if not touched:
             return
         self._generation += 1
@@ -419,6 +420,67 @@ class NDirectorRole(Role):
         # (a moved VM's new NVE drops its remote entry: it already forwards locally)
         for name, installs in touched.items():
             self.sessions[name].kick(0.0 if installs else WITHDRAW_DELAY_S)
+
+    def _membership_changes(self, members: dict[int, set[str]], vnis: set[int],
+                            everyone: bool) -> dict[str, set[Key]]:
+        """Remember each VNI's members; for an NVE that joined or left one of `vnis` (where
+        the members may have changed), the keys of that VNI's mappings (none when
+        `everyone` is looked at anyway)."""
+        moved: dict[int, set[str]] = {}
+        for vni in vnis:
+            now = frozenset(members[vni])
+            before = self._members.get(vni, frozenset())
+            if now != before:
+                moved[vni] = set(now ^ before)
+                self._members[vni] = now
+        if everyone or not moved:
+            return {}
+        keys_of: dict[int, list[Key]] = {vni: [] for vni in moved}
+        for key in self.table.mappings:
+            if key[0] in keys_of:
+                keys_of[key[0]].append(key)
+        out: dict[str, set[Key]] = {}
+        for vni, nves in moved.items():
+            for name in nves:
+                out.setdefault(name, set()).update(keys_of[vni])
+        return out
+
+    def _record_macs(self, name: str, session: NveSession, keys: Iterable[Key],
+                     remote: dict[Key, Tree | None], members: dict[int, set[str]]) -> int:
+        """Set the remote entries of `keys` in the NVE's tracker: _UNCHANGED, _CHANGED, or
+        _INSTALLS (something installed or re-pointed)."""
+        t, out = session.tracker, _UNCHANGED
+        mappings = self.table.mappings
+        for key in keys:
+            entry = remote[key]
+            if entry is not None and (name not in members[key[0]] or mappings[key].nve == name):
+                entry = None
+            if t.set_mac(key, entry):
+                out = _INSTALLS if entry is not None else max(out, _CHANGED)
+        return out
+
+    def _record_policies(self, name: str, session: NveSession, keys: Iterable[Key]) -> int:
+        """Set the effective policies of `keys` in the NVE's tracker (as _record_macs)."""
+        t, out = session.tracker, _UNCHANGED
+        candidates = self.table.candidates
+        for key in keys:
+            here = name in candidates.get(key, {})
+            policy = self.effective_policy(key) if here else None
+            if t.set_policy(key, policy):
+                out = _INSTALLS if policy is not None else max(out, _CHANGED)
+        return out
+
+    def _record_floods(self, name: str, session: NveSession, vnis: Iterable[int],
+                       members: dict[int, set[str]]) -> int:
+        """Set the flood lists of `vnis` in the NVE's tracker (as _record_macs)."""
+        t, out = session.tracker, _UNCHANGED
+        for vni in vnis:
+            mem = members[vni]
+            vteps = {self.endpoints[o].vtep for o in mem if o != name} if name in mem else set()
+            before = t.floods.get(vni, set())
+            if t.set_flood(vni, vteps):
+                out = _INSTALLS if vteps - before else max(out, _CHANGED)
+        return out
 
     # RPCs ----------------------------------------------------------------------------------
     def rpc_handlers(self) -> dict[str, RpcHandler]:

@@ -1,5 +1,6 @@
 """nvo3.roles.ndirector.nve_sessions: when the push worker sends (a withdraw-only push waits for the
-installs of the same change; an immediate kick cuts the wait short).
+installs of the same change; an immediate kick cuts the wait short); the pushes of one change
+to several NVEs (one edit text built for all; a slow NVE delays only its own push).
 
 The NVE side is a recording stand-in for the engine's client (only its push worker runs, no
 SSH): what is under test is the worker's timing, not the transport (tests/netns covers that).
@@ -11,7 +12,12 @@ import threading
 import time
 from typing import Any
 
+from lxml import etree
+
+from nvo3.roles.ndirector import nve_client
 from nvo3.roles.ndirector.nve_sessions import Endpoint, NveSession
+
+build_edit_text = nve_client.build_edit_text
 
 
 class RecordingClient:
@@ -20,8 +26,9 @@ class RecordingClient:
         self.event = threading.Event()
         self.connected = True
 
-    def edit_config(self, config: str, target: str = "running") -> None:
-        self.sent.append((time.monotonic(), config))
+    def edit_config(self, config: str | etree._Element, target: str = "running") -> None:
+        text = config if isinstance(config, str) else etree.tostring(config).decode()
+        self.sent.append((time.monotonic(), text))
         self.event.set()
 
 
@@ -30,9 +37,9 @@ class Director:
         pass
 
 
-def worker() -> tuple[NveSession, RecordingClient]:
+def worker(client: RecordingClient | None = None) -> tuple[NveSession, RecordingClient]:
     session = NveSession(Endpoint("h1", "127.0.0.1", 830, "198.18.0.1"), Director())  # type: ignore[arg-type]
-    client = RecordingClient()
+    client = client or RecordingClient()
     session._client, session.stats.state = client, "connected"  # type: ignore[assignment]
     session.tracker.full = False
     session._threads[1].start()                      # the push worker only
@@ -66,3 +73,67 @@ def test_delayed_kick_waits_and_an_immediate_kick_cuts_it_short() -> None:
         assert "02:00:00:00:00:02" in client.sent[1][1]
     finally:
         session.stop()
+
+
+class BlockingClient(RecordingClient):
+    """An NVE that does not answer until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def edit_config(self, config: str | etree._Element, target: str = "running") -> None:
+        self.release.wait(10)
+        super().edit_config(config, target)
+
+
+def test_one_change_to_many_nves_is_built_once_and_a_slow_nve_delays_nobody(
+        monkeypatch: Any) -> None:
+    built: list[str] = []
+
+    def counting(edit: nve_client.NveEdit) -> str:
+        text = build_edit_text(edit)
+        built.append(text)
+        return text
+    monkeypatch.setattr(nve_client, "build_edit_text", counting)
+    monkeypatch.setattr(nve_client, "_texts", nve_client.EditTexts())
+    slow = BlockingClient()
+    workers = [worker(slow if i == 0 else None) for i in range(8)]
+    try:
+        shared = entry("198.18.0.9")
+        for session, _ in workers:
+            with session.lock:
+                session.tracker.set_mac((300, "02:00:00:00:00:01"), shared)
+        t0 = time.monotonic()
+        for session, _ in workers:
+            session.kick()
+        for _, client in workers[1:]:               # every NVE but the slow one: at once
+            assert client.event.wait(2)
+        assert time.monotonic() - t0 < 1.0
+        assert not slow.sent
+        slow.release.set()
+        assert slow.event.wait(2)
+        texts = {client.sent[0][1] for _, client in workers}
+        assert len(texts) == 1 and len(built) == 1, (len(texts), len(built))
+    finally:
+        slow.release.set()
+        for session, _ in workers:
+            session.stop()
+
+
+def test_edit_signature_is_the_text() -> None:
+    def edit(vtep: str, order: tuple[str, ...]) -> nve_client.NveEdit:
+        e = nve_client.NveEdit()
+        for mac in order:
+            e.network(300).macs[mac] = {"mac": mac, **entry(vtep)}
+        e.network(300).vteps |= {"198.18.0.3", "198.18.0.2"}
+        return e
+    a = edit("198.18.0.2", ("02:00:00:00:00:01", "02:00:00:00:00:02"))
+    b = edit("198.18.0.2", ("02:00:00:00:00:02", "02:00:00:00:00:01"))
+    c = edit("198.18.0.3", ("02:00:00:00:00:01", "02:00:00:00:00:02"))
+    assert nve_client.edit_signature(a) == nve_client.edit_signature(b)
+    assert build_edit_text(a) == build_edit_text(b)
+    assert nve_client.edit_signature(a) != nve_client.edit_signature(c)
+    texts = nve_client.EditTexts(capacity=2)
+    assert texts.text(a) == build_edit_text(a) and texts.text(c) == build_edit_text(c)
+    assert texts.text(b) == build_edit_text(a)
