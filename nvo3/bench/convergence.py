@@ -27,6 +27,11 @@ underlay bridge, and the nDirector as a process. Three figures:
     ports inside the measured interval; the ratio to the floor is what nvo3 adds.
 (c) **Scale**: the move of (a) with 2, 4, 8 and 16 NVEs (a lab of each size, torn down before the
     next one).
+(d) **Loaded move**: the move of (a), 10 moves, with 0, 2,000 and 10,000 VMs already attached
+    across the 4 NVEs (one lab; the VMs are added between the steps as (b) attaches them: tap
+    ports made beforehand, one edit-config per NVE sent at once, until every kernel holds the
+    others' MACs, untimed; spread round-robin over the 4 BULK_VNIS).  p50/p95 at each load and
+    the ratio loaded/empty: what a change costs in proportion to what is already configured.
 
 Printed beside: the anchor (FRR 8.4.4 BGP EVPN on this machine kind) and the goals.
 Namespaces are ``nvo3b-<pid>-*`` and removed in a ``finally``; addresses are 198.18.0.0/15;
@@ -38,6 +43,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -64,6 +70,9 @@ BULK_VMS = 10_000
 BULK_VNIS = (10010, 10011, 10012, 10013)
 SCALE_SIZES = (2, 4, 8, 16)
 SCALE_MOVES = 10
+LOADED_VMS = (0, 2_000, 10_000)
+LOADED_MOVES = 10
+GOAL_LOADED_RATIO = 1.5
 WAIT_S = 10.0
 BULK_WAIT_S = 120.0
 
@@ -155,6 +164,8 @@ class _Overlay:
         self.watches: list[_FdbWatch] = []
         self.hosts: list[str] = []
         self.ndc: Any = None
+        self.mac_at: int | None = None        # the NVE where MAC is attached and active
+        self.loaded = 0                       # VMs attached by `load`, per NVE
 
     def _ns(self, tag: str) -> str:
         name = f"{self.prefix}-{tag}"
@@ -266,12 +277,13 @@ class _Overlay:
                 ends.append(w[i].now[MAC][1])
             return ends
 
-        # warm-up: the MAC appears at h0
-        t = time.perf_counter()
-        _nve_edit(self.clients[0], "<attachments>" + _attachment(MAC, PORT, "activated")
-                  + "</attachments>")
-        converged(0, t, set())
-        src = 0
+        if self.mac_at is None:          # warm-up: the MAC appears at h0
+            t = time.perf_counter()
+            _nve_edit(self.clients[0], "<attachments>" + _attachment(MAC, PORT, "activated")
+                      + "</attachments>")
+            converged(0, t, set())
+            self.mac_at = 0
+        src = self.mac_at
         for _ in range(moves):
             dst = (src + 1) % n
             _nve_edit(self.clients[dst], "<attachments>" + _attachment(MAC, PORT, "associated")
@@ -291,7 +303,7 @@ class _Overlay:
             _nve_edit(self.clients[src], f'<attachments><attachment nc:operation="remove">'
                       f"<vni>{VNI}</vni><mac>{MAC}</mac></attachment></attachments>")
             time.sleep(0.02)
-            src = dst
+            src = self.mac_at = dst
         out: dict[str, Any] = {"nves": n, "moves": moves, **_q(all_ms)}
         if remote_ms:
             out["remote_only"] = _q(remote_ms)
@@ -346,6 +358,71 @@ class _Overlay:
                 "attach_edit_configs_s": round(max(done.values()) - t0, 3),
                 "per_nve_complete_s": [round(e - t0, 3) for e in ends],
                 **self.nd_stats()}
+
+
+    # (d) -----------------------------------------------------------------------------------
+    def load(self, vms: int) -> dict[str, Any]:
+        """Attach VMs until `vms` (activated, spread round-robin over BULK_VNIS) are attached
+        across the NVEs: the missing ones' tap ports made beforehand, then one edit-config per
+        NVE, sent at once, and wait until every kernel holds the others' MACs.  Untimed for the
+        figures; the seconds it took are returned for the record."""
+        n = self.n
+        per = vms // n
+        have = self.loaded
+        if per <= have:
+            return {"vms": have * n, "load_s": 0.0}
+        for ns in self.hosts:
+            _sh("ip", "-n", ns, "-batch", "-", stdin="".join(
+                f"tuntap add mode tap name vm{k}\nlink set vm{k} up\n" for k in range(have, per)))
+        for i, w in enumerate(self.watches):
+            w.expect({_bulk_mac(j, k): _vtep(j) for j in range(n) if j != i for k in range(per)})
+        bodies = ["<attachments>" + "".join(
+            _attachment(_bulk_mac(i, k), f"vm{k}", "activated", BULK_VNIS[k % len(BULK_VNIS)])
+            for k in range(have, per)) + "</attachments>" for i in range(n)]
+        for c in self.clients:
+            c.timeout = BULK_WAIT_S
+        failed: list[BaseException] = []
+
+        def send(i: int) -> None:
+            try:
+                _nve_edit(self.clients[i], bodies[i])
+            except Exception as exc:         # reported below, by the caller's thread
+                failed.append(exc)
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(BULK_WAIT_S)
+        if failed:
+            raise RuntimeError(f"a load edit-config failed: {failed[0]}")
+        want = per * (n - 1)
+        deadline = t0 + BULK_WAIT_S
+        for j, w in enumerate(self.watches):
+            def complete(w: _FdbWatch = w) -> bool:
+                return w.good >= want
+            if not w.wait(complete, max(0.0, deadline - time.perf_counter())):
+                raise RuntimeError(f"load of {vms} VMs: h{j} holds {w.good}/{want} remote MACs")
+        for c in self.clients:
+            c.timeout = WAIT_S
+        self.loaded = per
+        return {"vms": per * n, "load_s": round(time.perf_counter() - t0, 3)}
+
+    def loaded_moves(self, levels: tuple[int, ...], moves: int) -> dict[str, Any]:
+        """The move of (a) at each load in `levels` (VMs attached across the NVEs, ascending);
+        p50/p95 each and their ratio to the first (empty) level."""
+        rows = []
+        for vms in levels:
+            print(f"  (d) loading {vms:,} VMs ...", file=sys.stderr, flush=True)
+            loaded = self.load(vms)
+            print(f"  (d) {moves} moves with {loaded['vms']:,} VMs attached ...",
+                  file=sys.stderr, flush=True)
+            rows.append({**loaded, **self.moves(moves)})
+        base = rows[0]
+        for r in rows:
+            r["ratio_p50"] = round(r["p50_ms"] / base["p50_ms"], 2)
+            r["ratio_p95"] = round(r["p95_ms"] / base["p95_ms"], 2)
+        return {"nves": self.n, "moves": moves, "levels": rows}
 
 
 def _kernel_floor(n: int, vms: int, vnis: tuple[int, ...]) -> dict[str, Any]:
@@ -420,7 +497,8 @@ def _lab(n: int, work: Callable[[_Overlay], dict[str, Any]],
 
 def run_bench(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
         sizes: tuple[int, ...] = SCALE_SIZES, scale_moves: int = SCALE_MOVES,
-        parts: str = "abc") -> dict[str, Any]:
+        parts: str = "abcd", loaded_vms: tuple[int, ...] = LOADED_VMS,
+        loaded_moves: int = LOADED_MOVES) -> dict[str, Any]:
     """Build the labs, measure, tear everything down; print and return the figures."""
     if os.geteuid() != 0:
         raise SystemExit("nvo3 bench convergence needs root (network namespaces)")
@@ -472,4 +550,13 @@ def run_bench(nves: int = 4, moves: int = 20, vms: int = BULK_VMS,
                 rows.append(_lab(size, lambda ov: ov.moves(scale_moves)))
         print("(c) the move by number of NVEs: " + "; ".join(
             f"{r['nves']}: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms" for r in rows))
+    if "d" in parts:
+        d = result["loaded_move"] = _lab(nves, lambda ov: ov.loaded_moves(loaded_vms, loaded_moves),
+                                         (VNI, *BULK_VNIS))
+        print(f"(d) loaded move, {nves} NVEs, {loaded_moves} moves at each load: " + "; ".join(
+            f"{r['vms']:,} VMs: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms"
+            + (f" (x{r['ratio_p50']:.2f} / x{r['ratio_p95']:.2f} of empty)" if k else "")
+            for k, r in enumerate(d["levels"])))
+        print(f"    goal with {loaded_vms[-1]:,} VMs: p50 <= {GOAL['move_p50_ms']:.0f} ms, p95 <= "
+              f"{GOAL['move_p95_ms']:.0f} ms, loaded/empty <= {GOAL_LOADED_RATIO:g}")
     return result
