@@ -230,9 +230,14 @@ class NveRole(Role):
         notifications to send, or None when the commit must take the full path (nothing
         changed then).  Raises ApplyError as the full path would."""
         run = self.running
-        if (not self._started or self.failed or self._dirty.is_set()
-                or self._links_dirty.is_set() or not run.can_put(touched)):
+        if not self._started or self.failed or self._dirty.is_set() or not run.can_put(touched):
             return None
+        dumped = None
+        if self._links_dirty.is_set():       # link events (often the echo of our own change)
+            dumped = self._kernel.dump_links()
+            if not self._links_checked(dumped):
+                self._dirty.set()            # the full path resyncs
+                return None
         keys = touched.keys()
         atts = run.by_kind["attachment"]
         old_atts = {k: atts.get(k) for k in keys}
@@ -244,11 +249,14 @@ class NveRole(Role):
         new_atts = {k: atts.get(k) for k in keys}
         wanted = {a["port"] for a in new_atts.values()
                   if a is not None and a.get("state", "associated") == "activated"}
-        dumped = None
-        if not all(map(self.drift.port_present, wanted)):
-            dumped = self._kernel.dump_links()     # a port not seen yet: look at them all
-            names = {lk.name for lk in dumped}
-            links = {n for n in wanted if n in names}
+        if dumped is None and not all(self.drift.port_present(a["port"])
+                                      for a in new_atts.values() if a is not None):
+            # a port not indexed yet (new to the configuration, or absent): look at the links,
+            # and index it; done when a VM is associated, the activation then needs none
+            dumped = self._kernel.dump_links()
+        if dumped is not None:
+            present = {lk.name for lk in dumped}
+            links = {n for n in wanted if n in present}
         else:
             links = wanted
         derived = nd.derive_entries(run.nve or {}, atts, run.by_kind["policy"],
