@@ -163,6 +163,28 @@ class Snapshot:
                 object_pairs_hook=_unprefixed)
         return self._dict
 
+    def subtree_dict(self, path: str) -> dict[str, Any] | None:
+        """The container or list entry at data `path` (libyang's syntax, module-prefixed) in
+        `to_dict`'s shape (defaults included), without printing the whole tree; None when
+        there is none."""
+        dnode = self._live()
+        node = None if dnode is None else dnode.find_path(path)
+        if node is None:
+            return None
+        if isinstance(node, (libyang.DLeaf, libyang.DLeafList)):
+            raise ValueError(f"{path}: not a container or list entry")
+        buf = ffi.new("char **")
+        if lib.lyd_print_mem(buf, node.cdata, lib.LYD_JSON,
+                             lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS["report-all"]) \
+                != lib.LY_SUCCESS:
+            raise node.context.error("cannot print data")
+        try:
+            printed = b"{}" if buf[0] == ffi.NULL else ffi.string(buf[0])
+        finally:
+            lib.free(buf[0])
+        [value] = json.loads(printed, object_pairs_hook=_unprefixed).values()
+        return value[0] if isinstance(node, libyang.DList) else value    # one entry
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and self.xml() == other.xml()
 

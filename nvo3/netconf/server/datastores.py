@@ -32,8 +32,9 @@ from nvo3.netconf.server.split_edit import SplitEdit
 log = logging.getLogger(__name__)
 
 DATASTORES = ("running", "candidate", "startup")
-#: Installs a new running configuration (role applier); raises RpcError to refuse it.
-Installer = Callable[[Snapshot, Snapshot], None]
+#: Installs a new running configuration (role applier): before, after, and the data paths an
+#: in-place edit touched (None: not known); raises RpcError to refuse it.
+Installer = Callable[[Snapshot, Snapshot, "tuple[str, ...] | None"], None]
 
 
 @dataclass
@@ -193,7 +194,8 @@ class Datastores:
         if isinstance(merge, InPlaceMerge):
             try:
                 if name == "running":
-                    self._install(merge.after, merged_xml, changed=True, split=split)
+                    self._install(merge.after, merged_xml, changed=True, split=split,
+                                  edited=_edited(merge))
                 else:
                     self.candidate = merge.after
             except BaseException:
@@ -207,20 +209,22 @@ class Datastores:
         return True
 
     def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None,
-                 changed: bool = False, split: SplitEdit | None = None) -> None:
+                 changed: bool = False, split: SplitEdit | None = None,
+                 edited: tuple[str, ...] | None = None) -> None:
         """Hand `snapshot` to the role, make it durable, make it running; `changed`: the caller
         knows it differs from running (an in-place edit: no whole-tree comparison);
-        `merged_xml` or `split`: the edit that made it (what the journal records)."""
+        `merged_xml` or `split`: the edit that made it (what the journal records); `edited`:
+        the data paths it touched, for the role (an in-place edit)."""
         before = self.running
         if not changed and snapshot.xml() == before.xml():
             return
-        self.installer(before, snapshot)          # may raise: nothing changed then
+        self.installer(before, snapshot, edited)  # may raise: nothing changed then
         try:
             self.store.record(snapshot, merged_xml, split)   # durable before anyone is told
         except (OSError, JournalError) as err:
             log.error("the running configuration could not be saved: %s", err)
             try:
-                self.installer(snapshot, before)  # the role goes back to what is on disk
+                self.installer(snapshot, before, None)  # the role goes back to what is on disk
             except RpcError as undo:
                 log.error("the role refused to go back to the saved configuration: %s", undo)
             raise RpcError("operation-failed", f"the running configuration could not be "
@@ -348,3 +352,10 @@ class Datastores:
         log.info("resuming persisted confirmed commit %r (%.0f s left)", saved["persist"],
                  saved["deadline"] - time.time())
         self._start_timer()
+
+
+def _edited(merge: InPlaceMerge) -> tuple[str, ...]:
+    """The data paths of the nodes an in-place edit created, changed or deleted."""
+    c = merge.changes
+    return (*(n.path for n in c.created), *(n.path for n in c.changed),
+            *(n.path for n in c.deleted))

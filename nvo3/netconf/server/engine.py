@@ -266,9 +266,11 @@ class NetconfServer:
 
     # -- datastores -----------------------------------------------------------------------
 
-    def _install(self, before: Snapshot, after: Snapshot) -> None:
+    def _install(self, before: Snapshot, after: Snapshot,
+                 edited: tuple[str, ...] | None = None) -> None:
         try:
-            self.role.apply(ConfigChange(before.to_dict, after.to_dict))
+            self.role.apply(ConfigChange(before.to_dict, after.to_dict, edited,
+                                         after.subtree_dict))
         except ApplyError as exc:
             raise RpcError(exc.tag, f"{self.role.name} refused the change: {exc}",
                            path=exc.path, app_tag=exc.app_tag) from None

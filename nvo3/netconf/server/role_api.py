@@ -9,7 +9,7 @@ integers and decimal64 are strings), RPC input in libyang's `print_dict` shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Protocol
 
@@ -25,11 +25,30 @@ class ConfigChange:
     """A validated change of the running configuration: the whole tree before and after.
 
     Both trees are built only when the role reads them (a large configuration costs time to
-    turn into dicts) and then kept.
+    turn into dicts) and then kept.  An edit the engine made in place also says what it
+    touched (`edited`), and the role may read just those nodes of the result (`after_at`):
+    a role that keeps its own copy of the configuration can then work in proportion to the
+    edit.
     """
 
-    def __init__(self, before: Callable[[], Tree], after: Callable[[], Tree]):
+    def __init__(self, before: Callable[[], Tree], after: Callable[[], Tree],
+                 edited: Sequence[str] | None = None,
+                 after_at: Callable[[str], Tree | None] | None = None):
         self._before, self._after = before, after
+        #: The data paths (libyang's, module-prefixed: ``/mod:top/list[key='v']/leaf``) of
+        #: every node the edit created (top-most), changed or deleted; None when the engine
+        #: does not know them (start, a commit, copy-config, an edit made in a copy): then
+        #: only `before` and `after` tell what changed.
+        self.edited = None if edited is None else tuple(edited)
+        self._after_at = after_at
+
+    def after_at(self, path: str) -> Tree | None:
+        """The container or list entry at data `path` in the configuration after the change,
+        in `after`'s shape (defaults included) without building `after`, or None when there
+        is none.  Only during `Role.apply`."""
+        if self._after_at is None:
+            raise LookupError("this change cannot be read by path: read `after`")
+        return self._after_at(path)
 
     @cached_property
     def before(self) -> Tree:

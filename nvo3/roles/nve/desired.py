@@ -29,6 +29,7 @@ enforced approximately.  ``default-action deny`` becomes a final drop in both di
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nvo3.common.mac import norm_mac
@@ -50,6 +51,7 @@ from nvo3.dataplane.model import (
 )
 
 StatusKey = tuple[str, object]  # (dataplane kind, tracker key)
+EntryKey = tuple[int, str]      # (vni, normalised MAC): an attachment, policy or remote MAC
 MIN_BURST = 1514
 
 
@@ -171,8 +173,7 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
     # associated VM, or one whose port is gone (it left), leaves the remote mapping in force.
     activated_here = {(int(a["vni"]), norm_mac(a["mac"]))
                       for a in entries(nve, "attachments", "attachment")
-                      if a.get("state", "associated") == "activated"
-                      and (links is None or a["port"] in links)}
+                      if _forwards_here(a, links)}
     for net in entries(nve, "networks", "network"):
         vni = int(net["vni"])
         if local is None:  # YANG's must refuses this; keep the function total
@@ -181,15 +182,11 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
             continue
         mode: FloodMode = "none" if net.get("flood-mode") == "none" else "head-end"
         networks.append(Network(vni, local, udp, mode))
-        suppress = net.get("arp-nd-suppression", True) not in (False, "false")
+        suppress = _suppresses(net)
         for rm in entries(net, "remote-macs", "remote-mac"):
-            mac = norm_mac(rm["mac"])
-            if (vni, mac) in activated_here:
-                d.pending[remote_mac_key(vni, mac)] = ("attached locally: the local "
-                                                      "attachment takes precedence")
-                continue
-            remotes.append(RemoteMac(vni, mac, rm["remote-vtep"],
-                                     tuple(rm.get("ip-address") or ()) if suppress else ()))
+            remote = _remote_mac(d, vni, rm, suppress, activated_here)
+            if remote is not None:
+                remotes.append(remote)
         for vt in entries(net, "flood-list", "vtep"):
             if mode == "none":
                 d.pending[flood_key(vni, vt["address"])] = "flood-mode none: kept, not programmed"
@@ -197,43 +194,102 @@ def derive(config: Tree, links: set[str] | None = None, netns: str | None = None
                 floods.append(FloodEntry(vni, vt["address"]))
     policies_cfg = {(int(p["vni"]), norm_mac(p["mac"])): p
                     for p in entries(nve, "policies", "policy")}
-    ports, policies, used = [], [], set()
+    ports: list[Port] = []
+    policies: list[Policy] = []
     for att in entries(nve, "attachments", "attachment"):
-        vni, mac, name = int(att["vni"]), norm_mac(att["mac"]), att["port"]
-        key = port_key(name)
-        pol = policies_cfg.get((vni, mac))
-        if name.startswith((VXLAN_PREFIX, BRIDGE_PREFIX)):
-            d.problems.append(Problem(key, f"port {name} is a name nvo3 uses for its own "
-                                      "devices", path=_att_path(vni, att["mac"], "port")))
-            continue
-        if att.get("state", "associated") != "activated":
-            d.pending[key] = "associated: waits for activation"
-            if pol is not None:
-                d.pending[policy_key(name)] = "waits for its attachment to be activated"
-            continue
-        if links is not None and name not in links:
-            d.problems.append(Problem(key, f"port {name} does not exist in {where}",
-                                      path=_att_path(vni, att["mac"], "port")))
-            continue
-        vlan = att.get("vlan", pol.get("vlan") if pol else None)
-        ips = tuple(att.get("ip-address") or ())
-        ports.append(Port(name, vni, None if vlan is None else int(vlan), mac, ips))
-        if pol is None:
-            continue
-        used.add((vni, mac))
-        try:
-            rules = acl_rules(pol.get("acl"), ports[-1].ips)
-        except _Unsupported as exc:
-            d.problems.append(Problem(policy_key(name), str(exc), "operation-not-supported",
-                                      _pol_path(vni, pol["mac"])))
-            continue
-        rate = pol.get("rate-limit")
-        if rules or rate:
-            policies.append(Policy(name, rules, int(rate["rate"]) if rate else None,
-                                   _burst_bytes(rate) if rate else Policy.burst))
+        _attachment(d, att, policies_cfg.get((int(att["vni"]), norm_mac(att["mac"]))), links,
+                    where, ports, policies)
     d.state = DesiredState(networks=tuple(networks), ports=tuple(ports), floods=tuple(floods),
                            remote_macs=tuple(remotes), policies=tuple(policies))
     return d
+
+
+def derive_entries(nve: Tree, attachments: dict[EntryKey, Tree],
+                   policies: dict[EntryKey, Tree], remote_macs: dict[EntryKey, Tree],
+                   keys: Iterable[EntryKey], links: set[str] | None = None,
+                   netns: str | None = None) -> Derived:
+    """What :func:`derive` gives for the attachments, policies and remote MACs of ``keys``
+    (vni, normalised MAC) only: their ports, policies and remote MACs, pending and problems.
+    ``nve``: the configuration's ``nve`` (its networks already derived, unchanged);
+    ``attachments``, ``policies``, ``remote_macs``: every configured entry by key.  The same
+    functions as :func:`derive` decide each entry, so the two cannot disagree."""
+    where = f"namespace {netns}" if netns else "the root namespace"
+    nets = {int(n["vni"]): n for n in entries(nve, "networks", "network")}
+    d = Derived(DesiredState())
+    ports: list[Port] = []
+    pols: list[Policy] = []
+    remotes: list[RemoteMac] = []
+    for key in keys:
+        att = attachments.get(key)
+        rm = remote_macs.get(key)
+        if rm is not None and nve.get("local-vtep-address") is not None:
+            here = {key} if att is not None and _forwards_here(att, links) else set()
+            remote = _remote_mac(d, key[0], rm, _suppresses(nets[key[0]]), here)
+            if remote is not None:
+                remotes.append(remote)
+        if att is not None:
+            _attachment(d, att, policies.get(key), links, where, ports, pols)
+    d.state = DesiredState(ports=tuple(ports), remote_macs=tuple(remotes), policies=tuple(pols))
+    return d
+
+
+def _forwards_here(att: Tree, links: set[str] | None) -> bool:
+    """An activated attachment whose port exists (``links`` None: not checked)."""
+    return att.get("state", "associated") == "activated" and (links is None
+                                                              or att["port"] in links)
+
+
+def _suppresses(net: Tree) -> bool:
+    """Whether a network answers ARP/ND for its remote MACs (their IPs are installed)."""
+    return net.get("arp-nd-suppression", True) not in (False, "false")
+
+
+def _remote_mac(d: Derived, vni: int, rm: Tree, suppress: bool,
+                activated_here: set[EntryKey]) -> RemoteMac | None:
+    """A configured remote MAC's kernel object, or None (pending: attached here)."""
+    mac = norm_mac(rm["mac"])
+    if (vni, mac) in activated_here:
+        d.pending[remote_mac_key(vni, mac)] = ("attached locally: the local "
+                                              "attachment takes precedence")
+        return None
+    return RemoteMac(vni, mac, rm["remote-vtep"],
+                     tuple(rm.get("ip-address") or ()) if suppress else ())
+
+
+def _attachment(d: Derived, att: Tree, pol: Tree | None, links: set[str] | None, where: str,
+                ports: list[Port], policies: list[Policy]) -> None:
+    """An attachment's port and policy (appended), or why not (``d``'s pending, problems)."""
+    vni, mac, name = int(att["vni"]), norm_mac(att["mac"]), att["port"]
+    key = port_key(name)
+    if name.startswith((VXLAN_PREFIX, BRIDGE_PREFIX)):
+        d.problems.append(Problem(key, f"port {name} is a name nvo3 uses for its own "
+                                  "devices", path=_att_path(vni, att["mac"], "port")))
+        return
+    if att.get("state", "associated") != "activated":
+        d.pending[key] = "associated: waits for activation"
+        if pol is not None:
+            d.pending[policy_key(name)] = "waits for its attachment to be activated"
+        return
+    if links is not None and name not in links:
+        d.problems.append(Problem(key, f"port {name} does not exist in {where}",
+                                  path=_att_path(vni, att["mac"], "port")))
+        return
+    vlan = att.get("vlan", pol.get("vlan") if pol else None)
+    ips = tuple(att.get("ip-address") or ())
+    port = Port(name, vni, None if vlan is None else int(vlan), mac, ips)
+    ports.append(port)
+    if pol is None:
+        return
+    try:
+        rules = acl_rules(pol.get("acl"), port.ips)
+    except _Unsupported as exc:
+        d.problems.append(Problem(policy_key(name), str(exc), "operation-not-supported",
+                                  _pol_path(vni, pol["mac"])))
+        return
+    rate = pol.get("rate-limit")
+    if rules or rate:
+        policies.append(Policy(name, rules, int(rate["rate"]) if rate else None,
+                               _burst_bytes(rate) if rate else Policy.burst))
 
 
 def attachment_info(att: Tree) -> Tree:
@@ -257,19 +313,28 @@ def attachments_of(config: Tree) -> dict[tuple[int, str], Tree]:
 
 def attachment_events(before: Tree, after: Tree) -> list[tuple[str, Tree]]:
     """(notification name, content) for every attachment added, changed or removed."""
-    old, new = attachments_of(before), attachments_of(after)
+    return attachment_changes(attachments_of(before), attachments_of(after))
+
+
+def attachment_changes(old: Mapping[EntryKey, Tree | None],
+                       new: Mapping[EntryKey, Tree | None]) -> list[tuple[str, Tree]]:
+    """(notification name, content) for every attachment added, changed or removed between
+    ``old`` and ``new`` (by key; None: no attachment)."""
     events: list[tuple[str, Tree]] = []
     for key, att in new.items():
-        if key not in old:
+        was = old.get(key)
+        if att is None:
+            continue
+        if was is None:
             events.append(("attachment-added", attachment_info(att)))
-        elif attachment_info(old[key]) != attachment_info(att):
+        elif attachment_info(was) != attachment_info(att):
             content = attachment_info(att)
-            prev = old[key].get("state", "associated")
+            prev = was.get("state", "associated")
             if prev != att.get("state", "associated"):
                 content["previous-state"] = prev
             events.append(("attachment-changed", content))
-    events += [("attachment-removed", attachment_info(att))
-               for key, att in old.items() if key not in new]
+    events += [("attachment-removed", attachment_info(was))
+               for key, was in old.items() if was is not None and new.get(key) is None]
     return events
 
 

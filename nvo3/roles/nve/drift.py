@@ -41,12 +41,12 @@ class DriftJudge:
         self._br_of: dict[int, int] = {}    # vni -> ifindex of its owned bridge
         self._ports: dict[int, str] = {}    # ifindex -> configured port name
         self._port_names: set[str] = set()
+        self._present_ports: frozenset[str] = frozenset()   # configured ports in the last dump
         self._remote_macs: set[str] = set()
 
     def reindex(self, links: list[LinkEntry], port_names: set[str]) -> None:
         """Index ``links`` (a fresh dump); ``port_names``: every configured attachment's port."""
-        self._remote_macs = {rm.mac for rm in self.tracker.desired["remote_mac"].values()
-                             if isinstance(rm, RemoteMac)}
+        self.refresh_remote_macs()
         vx: dict[int, int] = {}
         br: dict[int, int] = {}
         ports: dict[int, str] = {}
@@ -58,6 +58,18 @@ class DriftJudge:
                 ports[lk.index] = lk.name
         self._vx, self._br, self._ports, self._port_names = vx, br, ports, port_names
         self._br_of = {vni: index for index, vni in br.items()}
+        self._present_ports = frozenset(ports.values())
+
+    def refresh_remote_macs(self) -> None:
+        """Take the remote MACs the tracker wants again (after a change of them only: the
+        links are indexed as they were)."""
+        self._remote_macs = {rm.mac for rm in self.tracker.desired["remote_mac"].values()
+                             if isinstance(rm, RemoteMac)}
+
+    def port_present(self, name: str) -> bool:
+        """Whether `name` was a configured port present in the namespace when the links were
+        last indexed (a port deleted since makes a link event, which asks for a check)."""
+        return name in self._present_ports
 
     def judge(self, events: list[NetlinkEvent]) -> Verdict:
         """What ``events`` ask for: a resync, a link check, or nothing (None)."""

@@ -28,6 +28,15 @@ Design notes:
   down) is reported ``failed`` instead of stopping the daemon, and retried by the repair
   thread every few seconds and whenever a link appears.
 * Commits are strict: an activated attachment whose port does not exist is refused.
+* An edit the engine made in place and that touched only attachments, policies and remote
+  MACs (:func:`~nvo3.roles.nve.running.touched_entries`) is applied entry by entry, at the
+  cost of the edit: those entries are read alone (``change.after_at``) and patched into the
+  role's copy of the configuration (:class:`~nvo3.roles.nve.running.RunningConfig`), only
+  their (vni, MAC) keys are derived again (:func:`~nvo3.roles.nve.desired.derive_entries`,
+  the same per-entry rules as the full derivation), and only their kernel objects are
+  compared with the tracker's view.  Whenever the view may be stale (dirty, links to check,
+  entries failed) or the kernel refuses, the commit takes the full path above, whose result
+  and errors are the reference; the repair thread's full reconcile stays the safety net.
 """
 
 from __future__ import annotations
@@ -46,10 +55,11 @@ from nvo3.dataplane.linux import PyrouteKernel
 from nvo3.dataplane.model import KIND_OF, DesiredState, KernelObject, Network, Policy, Port
 from nvo3.dataplane.monitor import NetlinkEvent, NetlinkMonitor
 from nvo3.dataplane.nlbulk import LinkEntry
-from nvo3.dataplane.tracker import Batch, DeltaTracker
+from nvo3.dataplane.tracker import APPLY_ORDER, Batch, DeltaTracker, Update
 from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role
 from nvo3.roles.nve import desired as nd
 from nvo3.roles.nve.drift import DriftJudge
+from nvo3.roles.nve.running import RunningConfig, TouchedEntries, touched_entries
 from nvo3.roles.nve.status import (
     ProgrammingStatus,
     config_path,
@@ -105,6 +115,8 @@ class NveRole(Role):
         self.tracker = DeltaTracker()
         self.drift = DriftJudge(self.tracker)
         self.config: Tree = {}
+        self.running = RunningConfig({})     # `config` with its entries by key
+        self.entry_commits = 0               # commits applied entry by entry
         self.derived = nd.Derived(DesiredState())
         self.failed: dict[StatusKey, str] = {}
         self.programmed_at: dict[StatusKey, str] = {}
@@ -154,6 +166,16 @@ class NveRole(Role):
     def apply(self, change: ConfigChange) -> None:
         """Program ``change.after``; refuse it (ApplyError) if it cannot be programmed."""
         t0 = time.perf_counter()
+        touched = None if change.edited is None else touched_entries(change.edited)
+        if touched is not None:
+            with self.lock, _no_gc():
+                events = self._apply_entries(change, touched)
+            if events is not None:
+                log.info("nve %s: committed %d entries in %.3f s", self.netns or "root",
+                         sum(map(len, touched.by_kind.values())), time.perf_counter() - t0)
+                self._send(events)
+                return
+            t0 = time.perf_counter()
         after = change.after
         with self.lock, _no_gc():
             t1 = time.perf_counter()
@@ -188,7 +210,8 @@ class NveRole(Role):
                     self._dumped = None   # unused (nothing to apply) or spent: never later
                 self.failed = {p.key: p.message for p in derived.problems}
             self._dumped = None
-            previous, self.config, self.derived = self.config, after, derived
+            self.running = RunningConfig(after)
+            previous, self.config, self.derived = self.config, self.running.config, derived
             self._port_names = {a["port"] for a in nd.attachments_of(after).values()}
             self.drift.reindex(self._kernel.dump_links() if self._links_changed else links,
                                self._port_names)
@@ -199,7 +222,108 @@ class NveRole(Role):
                  self.netns or "root", "reconciled" if reconcile else "committed", t3 - t0,
                  t1 - t0, t2 - t1, t3 - t2)
         if not reconcile:
-            self._notify(previous, after)
+            self._send(nd.attachment_events(previous, after))
+
+    def _apply_entries(self, change: ConfigChange,
+                       touched: TouchedEntries) -> list[tuple[str, Tree]] | None:
+        """Apply an edit of `touched` entries only (see the module notes): the attachment
+        notifications to send, or None when the commit must take the full path (nothing
+        changed then).  Raises ApplyError as the full path would."""
+        run = self.running
+        if not self._started or self.failed or self._dirty.is_set() or not run.can_put(touched):
+            return None
+        dumped = None
+        if self._links_dirty.is_set():       # link events (often the echo of our own change)
+            dumped = self._kernel.dump_links()
+            if not self._links_checked(dumped):
+                self._dirty.set()            # the full path resyncs
+                return None
+        keys = touched.keys()
+        atts = run.by_kind["attachment"]
+        old_atts = {k: atts.get(k) for k in keys}
+        undo = [(kind, k, run.by_kind[kind].get(k))
+                for kind, found in touched.by_kind.items() for k in found]
+        for kind, found in touched.by_kind.items():
+            for k, path in found.items():
+                run.put(kind, k, change.after_at(path))
+        new_atts = {k: atts.get(k) for k in keys}
+        wanted = {a["port"] for a in new_atts.values()
+                  if a is not None and a.get("state", "associated") == "activated"}
+        if dumped is None and not all(self.drift.port_present(a["port"])
+                                      for a in new_atts.values() if a is not None):
+            # a port not indexed yet (new to the configuration, or absent): look at the links,
+            # and index it; done when a VM is associated, the activation then needs none
+            dumped = self._kernel.dump_links()
+        if dumped is not None:
+            present = {lk.name for lk in dumped}
+            links = {n for n in wanted if n in present}
+        else:
+            links = wanted
+        derived = nd.derive_entries(run.nve or {}, atts, run.by_kind["policy"],
+                                    run.by_kind["remote-mac"], keys, links, self.netns)
+        if derived.problems:
+            self._put_back(undo)
+            first = derived.problems[0]
+            more = f" (+{len(derived.problems) - 1} more)" if len(derived.problems) > 1 else ""
+            raise ApplyError(first.message + more, tag=first.tag, path=first.path)
+        names = {a["port"] for a in (*old_atts.values(), *new_atts.values()) if a is not None}
+        slots: set[tuple[str, object]] = {("remote_mac", k) for k in keys} | {
+            (kind, n) for n in names for kind in ("port", "policy")}
+        desired = self.tracker.desired
+        before = {slot: desired[slot[0]].get(slot[1]) for slot in slots}
+        for kind, key in slots:
+            desired[kind].pop(key, None)
+        objs: list[KernelObject] = [*derived.state.ports, *derived.state.policies,
+                                    *derived.state.remote_macs]
+        for obj in objs:
+            desired[KIND_OF[type(obj)]][obj.key] = obj
+        self._dumped = dumped
+        try:
+            batch = self._slots_pending(slots)
+            if batch:
+                self._apply(batch)
+        except KernelApplyError:
+            for (kind, key), was in before.items():     # the full path decides, from scratch
+                if was is None:
+                    desired[kind].pop(key, None)
+                else:
+                    desired[kind][key] = was
+            self._put_back(undo)
+            return None
+        finally:
+            self._dumped = None
+        pending = dict(self.derived.pending)
+        for slot in slots:
+            pending.pop(slot, None)
+        pending.update(derived.pending)
+        self.derived = nd.Derived(DesiredState(), pending)
+        self._port_names = (self._port_names - {a["port"] for a in old_atts.values() if a}) \
+            | {a["port"] for a in new_atts.values() if a}
+        if dumped is not None or self._links_changed:
+            self.drift.reindex(self._kernel.dump_links() if self._links_changed else dumped or [],
+                               self._port_names)
+            self._links_changed = False
+        elif any(slot[0] == "remote_mac" and before[slot] != desired["remote_mac"].get(slot[1])
+                 for slot in slots):
+            self.drift.refresh_remote_macs()
+        self.entry_commits += 1
+        return nd.attachment_changes(old_atts, new_atts)
+
+    def _put_back(self, undo: list[tuple[str, nd.EntryKey, Tree | None]]) -> None:
+        """Undo `_apply_entries`'s patches of the running copy."""
+        for kind, k, entry in reversed(undo):
+            self.running.put(kind, k, entry)
+
+    def _slots_pending(self, slots: set[tuple[str, object]]) -> Batch:
+        """What `DeltaTracker.pending` gives, for the (kind, key) `slots` only."""
+        desired, dataplane = self.tracker.desired, self.tracker.dataplane
+        deletes = [dataplane[kind][k] for kind in reversed(APPLY_ORDER) for kd, k in slots
+                   if kd == kind and k not in desired[kind] and k in dataplane[kind]]
+        updates = [Update(desired[kind][k], dataplane[kind].get(k))
+                   for kind in APPLY_ORDER for kd, k in slots
+                   if kd == kind and k in desired[kind]
+                   and dataplane[kind].get(k) != desired[kind][k]]
+        return Batch(tuple(deletes), tuple(updates))
 
     def _apply_or_retry(self) -> None:
         batch = self.tracker.pending()
@@ -259,13 +383,12 @@ class NveRole(Role):
         self._links_dirty.clear()        # an event arriving from now on sets it again
         return self.drift.links_as_tracked(links)
 
-    def _notify(self, before: Tree, after: Tree) -> None:
-        """One notification per changed attachment; a commit changing several sends them all
-        in one attachments-changed (built from the validated configuration: no libyang round
-        trip for 2,500 entries)."""
+    def _send(self, events: list[tuple[str, Tree]]) -> None:
+        """One notification per changed attachment (`nd.attachment_events`); a commit
+        changing several sends them all in one attachments-changed (built from the validated
+        configuration: no libyang round trip for 2,500 entries)."""
         if self.notifier is None:
             return
-        events = nd.attachment_events(before, after)
         try:
             if len(events) > 1:
                 self.notifier.notify_batch(
