@@ -124,6 +124,11 @@ class PyrouteKernel:
         self._links = {lk.name: lk for lk in (self.dump_links() if dumped is None else dumped)}
         return {name: lk.index for name, lk in self._links.items()}
 
+    def _lookup(self, names: set[str]) -> dict[str, int]:
+        """:meth:`_index` of only the links named ``names`` (those of them that exist)."""
+        self._links = nlbulk.get_links(self.sock, sorted(names)) if names else {}
+        return {name: lk.index for name, lk in self._links.items()}
+
     def dump(self) -> DesiredState:
         """Read networks, ports, FDB, neighbours and policies back from the kernel."""
         # the raw dump for every link (name, master, alias); pyroute2's full decoding only for
@@ -183,13 +188,20 @@ class PyrouteKernel:
     # -- apply -----------------------------------------------------------------
     def apply(self, batch: Batch, link_dump: list[LinkEntry] | None = None) -> None:
         """Apply ``batch`` in the documented order; all or nothing.  ``link_dump``: a link
-        dump the caller took just before (same lock), saving one (~25 us a link)."""
+        dump the caller took just before (same lock), saving one (~25 us a link).  Without
+        one, a batch that creates or deletes no network asks the kernel for the links it
+        names only (:func:`~nvo3.dataplane.nlbulk.get_links`: a remote-MAC change on a host
+        with thousands of ports reads two links, not thousands); else every link is dumped."""
         undo: list[Undo] = []
         todo = _ByKind(batch)
         if self._echoes is not None:
             self._echoes.clear()    # left over from an earlier apply: decoded as usual then
         try:
-            self._idx, self._devs = self._index(link_dump), {}
+            if link_dump is not None or todo.networks or todo.gone_networks:
+                self._idx = self._index(link_dump)
+            else:       # no device created or deleted: the links the batch names suffice
+                self._idx = self._lookup(todo.link_names())
+            self._devs = {}
             ops = _Ops()
             for mac in todo.gone_macs:
                 self._ops(ops, mac, delete=True)
@@ -416,7 +428,7 @@ class _ByKind:
     """The objects of one batch sorted by kind, in one pass (a bulk push has 10k of them)."""
 
     __slots__ = ("floods", "gone_floods", "gone_macs", "gone_networks", "gone_policies",
-                 "gone_ports", "macs", "networks", "policies", "ports")
+                 "gone_ports", "macs", "networks", "policies", "ports", "update_vnis")
 
     def __init__(self, batch: Batch) -> None:
         self.gone_networks: list[Network] = []
@@ -429,6 +441,8 @@ class _ByKind:
         self.floods: list[Update] = []
         self.macs: list[Update] = []
         self.policies: list[Policy] = []
+        self.update_vnis: set[int] = set()  # of the flood entries and remote MACs updated
+        vnis = self.update_vnis
         for o in batch.deletes:
             if type(o) is RemoteMac:
                 self.gone_macs.append(o)
@@ -444,14 +458,28 @@ class _ByKind:
             new = u.new
             if type(new) is RemoteMac:
                 self.macs.append(u)
+                vnis.add(new.vni)
             elif type(new) is FloodEntry:
                 self.floods.append(u)
+                vnis.add(new.vni)
             elif type(new) is Port:
                 self.ports.append(new)
             elif type(new) is Network:
                 self.networks.append(new)
             elif type(new) is Policy:
                 self.policies.append(new)
+
+    def link_names(self) -> set[str]:
+        """The links an apply of these objects reads (when it creates or deletes no
+        network): the ports it attaches or releases, and the ``vx-``/``br-`` devices of the
+        networks of its ports, flood entries and remote MACs."""
+        vnis = {m.vni for m in self.gone_macs} | {f.vni for f in self.gone_floods} \
+            | {p.vni for p in self.ports}
+        vnis.update(self.update_vnis)       # an update's old object: same key, same VNI
+        names = {p.name for p in (*self.ports, *self.gone_ports)}
+        for vni in vnis:
+            names.update((f"vx-{vni}", f"br-{vni}"))
+        return names
 
 
 class _Ops:

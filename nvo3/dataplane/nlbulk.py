@@ -323,6 +323,54 @@ def dump_links(sock: socket.socket, timeout: float = 10.0) -> list[LinkEntry]:
     return _dump(sock, req, 0x7fff0002, RTM_NEWLINK, parse_link, "link", timeout)
 
 
+_GET_SEQ = 0x40000000                   # sequence numbers of get_links (send_frames: from 1)
+ABSENT_ON_GET = {errno_mod.ENODEV, errno_mod.EINVAL, errno_mod.ERANGE}  # EINVAL/ERANGE: a
+                                        # name too long for a link (IFNAMSIZ): none has it
+
+
+def encode_link_get(name: str, seq: int) -> bytes:
+    """One RTM_GETLINK asking for the link named ``name`` (IFLA_IFNAME, NUL-terminated)."""
+    raw = name.encode() + b"\0"
+    body = _IFI.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _RTA.pack(4 + len(raw), IFLA_IFNAME) + \
+        raw + bytes(-len(raw) % 4)
+    return _HDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
+
+
+def get_links(sock: socket.socket, names: list[str],
+              timeout: float = 10.0) -> dict[str, LinkEntry]:
+    """The links named ``names`` that exist, by name, decoded as :func:`dump_links` does.
+
+    Why: a dump costs ~25 us a link, and a host with thousands of VM ports pays it for every
+    change even when the change needs two devices; asking for the links by name costs per
+    name asked.  The requests of a chunk go in one ``send()``; the kernel answers each
+    (an RTM_NEWLINK, or an NLMSG_ERROR: ENODEV when there is no such link).  A link found
+    under another name (an alternative name) counts as absent, as in a dump by name.
+    """
+    out: dict[str, LinkEntry] = {}
+    sock.settimeout(timeout)
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start:start + CHUNK]
+        first = _GET_SEQ + start
+        sock.sendall(b"".join(encode_link_get(n, seq) for seq, n in enumerate(chunk, first)))
+        waiting = set(range(first, first + len(chunk)))
+        while waiting:
+            for mtype, _f, seq, payload in iter_messages(sock.recv(RECV)):
+                if seq not in waiting:
+                    continue
+                if mtype == NLMSG_ERROR:
+                    err = -_ERR.unpack_from(payload)[0]
+                    if err and err not in ABSENT_ON_GET:
+                        raise OSError(err, f"link {chunk[seq - first]}: {os.strerror(err)}")
+                elif mtype == RTM_NEWLINK:
+                    lk = parse_link(payload)
+                    if lk.name == chunk[seq - first]:
+                        out[lk.name] = lk
+                else:
+                    continue
+                waiting.discard(seq)
+    return out
+
+
 class LinkSet(NamedTuple):
     """One RTM_NEWLINK "set" of a link: its master (0 = none), ifalias, and IFF_UP (True: up,
     False: down, None: leave it)."""

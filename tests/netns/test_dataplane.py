@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -162,6 +164,74 @@ def test_bulk_10k_entries_dump_finds_exactly_them(hosts: dict[int, Host]) -> Non
     assert elapsed < 5.0
     hosts[1].converge(desired(1, remote=False))
     assert k.dump() == desired(1, remote=False)
+
+
+def add_tap_ports(ns: str, count: int, tmp: Path) -> None:
+    """``count`` tap links ``tap-d<n>`` in ``ns`` (one ``ip -batch``)."""
+    script = tmp / f"{ns}-taps"
+    script.write_text("".join(f"tuntap add mode tap name tap-d{n}\n" for n in range(count)))
+    sh("ip", "-n", ns, "-batch", str(script), timeout=120)
+
+
+def no_link_dump(*_args: object) -> list[object]:
+    """Stands in for a link dump an apply must not take."""
+    raise AssertionError("this apply must not dump every link")
+
+
+def test_batch_among_many_ports_reads_only_its_links(hosts: dict[int, Host], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote-MAC change, a port attached and released, on a host with many ports: each
+    apply looks up only the links it names, and programs what it did with a full dump."""
+    h = hosts[1]
+    h.converge(desired(1, remote=False))
+    add_tap_ports(h.ns, 1_000, tmp_path)
+    k = h.kernel
+    monkeypatch.setattr(k, "dump_links", no_link_dump)
+    port = Port("tap-d7", VNI, None, "02:00:00:00:07:07")
+    k.apply(Batch(updates=(Update(port),)))
+    assert "master br-100" in sh("ip", "-n", h.ns, "link", "show", "tap-d7").stdout
+    k.apply(Batch(deletes=(port,)))
+    assert "master" not in sh("ip", "-n", h.ns, "link", "show", "tap-d7").stdout
+    # (after the port changes: a bridge whose address changes drops its neighbour entries)
+    mac = RemoteMac(VNI, MAC[2], VTEP[2], (VM_IP[2],))
+    k.apply(Batch(updates=(Update(mac),)))
+    fdb = sh("bridge", "-n", h.ns, "fdb", "show", "dev", "vx-100").stdout
+    assert f"{MAC[2]} dst {VTEP[2]} self permanent" in fdb
+    moved = RemoteMac(VNI, MAC[2], "198.18.0.9", (VM_IP[2],))
+    k.apply(Batch(updates=(Update(moved, mac),)))
+    fdb = sh("bridge", "-n", h.ns, "fdb", "show", "dev", "vx-100").stdout
+    assert f"{MAC[2]} dst 198.18.0.9 self permanent" in fdb and VTEP[2] not in fdb
+    monkeypatch.undo()
+    assert k.dump() == DesiredState(networks=desired(1).networks, ports=desired(1).ports,
+                                    remote_macs=(moved,))
+
+
+def test_batch_for_missing_devices_fails_as_with_a_dump(hosts: dict[int, Host]) -> None:
+    """By name or from a full dump, a batch naming a network without devices or a missing
+    port fails with the same error, and what it did first is undone."""
+    h = hosts[1]
+    h.converge(desired(1, remote=False))
+    k = h.kernel
+    before = k.dump()
+    port = Port("tap-vm1", VNI, None, MAC[1], (VM_IP[1],))
+    gone = RemoteMac(300, MAC[2], VTEP[2])          # no vx-300/br-300
+    cases = [Batch(updates=(Update(RemoteMac(VNI, "02:00:00:00:09:01", VTEP[2])),
+                            Update(gone))),
+             Batch(deletes=(port,), updates=(Update(FloodEntry(300, VTEP[2])),)),
+             Batch(updates=(Update(Port("missing0", VNI, None, MAC[1])),))]
+    reasons = []
+    for batch in cases:
+        errors = []
+        for link_dump in (None, k.dump_links()):
+            with pytest.raises(KernelApplyError) as err:
+                k.apply(batch, link_dump=link_dump)
+            errors.append((err.value.obj, err.value.errno, err.value.reason))
+            assert k.dump() == before
+        assert errors[0] == errors[1]
+        assert errors[0][1] == errno.ENODEV
+        reasons.append(errors[0][2])
+    assert reasons[:2] == ["network 300 has no devices: No such device (ENODEV)"] * 2
+    assert reasons[2] == "No such device (ENODEV): port missing0 does not exist"
 
 
 def test_policy_acl_drop_and_antispoofing(hosts: dict[int, Host]) -> None:
