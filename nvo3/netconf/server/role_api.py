@@ -25,7 +25,8 @@ class ConfigChange:
     """A validated change of the running configuration: the whole tree before and after.
 
     Both trees are built only when the role reads them (a large configuration costs time to
-    turn into dicts) and then kept.  An edit the engine made in place also says what it
+    turn into dicts) and then kept; read them during `Role.apply` (a later in-place edit takes
+    over the tree they would be built from).  An edit the engine made in place also says what it
     touched (`edited`), and the role may read just those nodes of the result (`after_at`):
     a role that keeps its own copy of the configuration can then work in proportion to the
     edit.
