@@ -130,7 +130,12 @@ def ensure_network(ipr: RouteSocket, net: Network) -> tuple[Undo, str | None]:
         ipr.link("add", ifname=net.bridge, kind="bridge", br_stp_state=0)
         created.append(net.bridge)
         br = _get(ipr, net.bridge)
-        ipr.link("set", index=br["index"], ifalias=OWNER_ALIAS)
+        # the address is pinned (set explicitly, to the one it got): unpinned, a bridge takes
+        # the lowest MAC of its ports, and when a device's address changes the kernel flushes
+        # its neighbour entries, the permanent ARP/ND suppression ones included (a new VM
+        # with a low MAC would drop them all)
+        ipr.link("set", index=br["index"], ifalias=OWNER_ALIAS,
+                 address=br.get_attr("IFLA_ADDRESS"))
     vx = lookup(ipr, net.vxlan)
     _refuse_foreign(vx, net.vxlan)
     if vx is not None and vxlan_conflicts(vx, net):

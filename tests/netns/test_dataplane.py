@@ -291,3 +291,21 @@ def test_bench_json_output_is_json_alone() -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["entries"] == 500 and result["bridge_batch_s"] > 0 and result["nvo3_s"] > 0
+
+
+def test_a_port_with_a_low_mac_keeps_the_bridge_address_and_its_arp_suppression(
+        hosts: dict[int, Host]) -> None:
+    """A bridge pinned at creation: a new VM whose MAC is lower than every other port's does not
+    change the bridge's address, so the kernel keeps the bridge's permanent neighbour entries
+    (ARP/ND suppression of remote VMs) instead of flushing them."""
+    h = hosts[1]
+    h.converge(desired(1))
+    neigh = sh("ip", "-n", h.ns, "neigh", "show", "dev", "br-100").stdout
+    assert VM_IP[2] in neigh and "PERMANENT" in neigh
+    address = sh("ip", "-n", h.ns, "-br", "link", "show", "br-100").stdout.split()[2]
+    sh("ip", "-n", h.ns, "link", "add", "tap-low", "type", "veth", "peer", "name", "tap-low-p")
+    sh("ip", "-n", h.ns, "link", "set", "tap-low", "address", "00:00:00:00:00:01")
+    h.kernel.apply(Batch(updates=(Update(Port("tap-low", VNI, None, "00:00:00:00:00:01")),)))
+    assert "master br-100" in sh("ip", "-n", h.ns, "link", "show", "tap-low").stdout
+    assert sh("ip", "-n", h.ns, "-br", "link", "show", "br-100").stdout.split()[2] == address
+    assert VM_IP[2] in sh("ip", "-n", h.ns, "neigh", "show", "dev", "br-100").stdout
