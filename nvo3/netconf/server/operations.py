@@ -176,13 +176,9 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
-            if test_option != "test-only":
-                server.current_session = sid
-                try:
-                    if ds.merge_in_place(target, content, sid):
-                        return []
-                finally:
-                    server.current_session = None
+            if test_option != "test-only" and _as_session(
+                    server, sid, lambda: ds.merge_in_place(target, content, sid)):
+                return []
             snapshot = merged(server.schema, ds.get(target), content)
             if test_option != "test-only":
                 _store(server, target, snapshot, sid, merged_xml=content)
@@ -190,13 +186,9 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         budget = ds.in_place_budget(target)
         if test_option != "test-only" and error_option != "continue-on-error" and budget:
             split = split_edit.split(server.schema, config, default_op, budget)
-            if split is not None:
-                server.current_session = sid
-                try:
-                    if ds.edit_in_place(target, split, sid):
-                        return []
-                finally:
-                    server.current_session = None
+            if split is not None and _as_session(
+                    server, sid, lambda: ds.edit_in_place(target, split, sid)):
+                return []
         tree = ds.get(target).tree()
         editor = Editor(server.schema, default_op, error_option == "continue-on-error")
         try:
@@ -214,6 +206,15 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
     if errors:
         raise RpcErrors(errors)
     return []
+
+
+def _as_session(server: OperationServer, sid: int, change: Callable[[], bool]) -> bool:
+    """Run `change` on behalf of session `sid` (the netconf-config-change event names it)."""
+    server.current_session = sid
+    try:
+        return change()
+    finally:
+        server.current_session = None
 
 
 def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
