@@ -225,8 +225,8 @@ class Datastores:
             log.error("the running configuration could not be saved: %s", err)
             try:
                 self.installer(snapshot, before, None)  # the role goes back to what is on disk
-            except RpcError as undo:
-                log.error("the role refused to go back to the saved configuration: %s", undo)
+            except Exception as undo:  # whatever it says, the client must hear of the save
+                log.error("the role could not go back to the saved configuration: %s", undo)
             raise RpcError("operation-failed", f"the running configuration could not be "
                            f"saved: {err}") from None
         self.running = snapshot
