@@ -21,6 +21,7 @@ from lxml import etree
 from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.xml import BASE_NS, PARSER, WD_ATTR_NS, WITH_DEFAULTS_NS, base
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.subtree_selection import Step, print_selection
 from nvo3.netconf.server.validation import parse_config
 
 #: RFC 6243 with-defaults modes -> libyang printer flags.
@@ -32,10 +33,13 @@ WITH_DEFAULTS_FLAGS = {
 }
 
 
-def _print(dnode: libyang.DNode, fmt: int, with_defaults: str) -> bytes:
-    flags = lib.LYD_PRINT_WITHSIBLINGS | lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS[with_defaults]
+def _print(dnode: libyang.DNode, fmt: int, with_defaults: str, siblings: bool = True) -> bytes:
+    flags = lib.LYD_PRINT_SHRINK | WITH_DEFAULTS_FLAGS[with_defaults]
+    if siblings:
+        flags |= lib.LYD_PRINT_WITHSIBLINGS
+        dnode = dnode.first_sibling()
     buf = ffi.new("char **")
-    if lib.lyd_print_mem(buf, dnode.first_sibling().cdata, fmt, flags) != lib.LY_SUCCESS:
+    if lib.lyd_print_mem(buf, dnode.cdata, fmt, flags) != lib.LY_SUCCESS:
         raise dnode.context.error("cannot print data")
     try:
         return b"" if buf[0] == ffi.NULL else ffi.string(buf[0])
@@ -48,11 +52,13 @@ def _unprefixed(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return {k.partition(":")[2] or k: v for k, v in pairs}
 
 
-def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit") -> bytes:
-    """The XML of a data tree and its siblings, compact, deterministic."""
+def print_xml(dnode: libyang.DNode | None, with_defaults: str = "explicit",
+              siblings: bool = True) -> bytes:
+    """The XML of a data tree and its siblings (or, `siblings` false, of `dnode` and its
+    subtree alone), compact, deterministic."""
     if dnode is None:
         return b""
-    xml = _print(dnode, lib.LYD_XML, with_defaults)
+    xml = _print(dnode, lib.LYD_XML, with_defaults, siblings)
     if with_defaults == "report-all-tagged":
         # libyang tags defaults with the ietf-netconf-with-defaults module's metadata; on the
         # wire RFC 6243 section 6 wants the attribute in urn:...:netconf:default:1.0.
@@ -143,6 +149,12 @@ class Snapshot:
         if with_defaults not in self._printed:
             self._printed[with_defaults] = print_xml(self._live(), with_defaults)
         return self._printed[with_defaults]
+
+    def selected_xml(self, steps: list[Step], with_defaults: str = "explicit") -> bytes:
+        """The <data> answer to a path-shaped subtree filter (`subtree_selection`), printing
+        only the selected subtree."""
+        return print_selection(self._live(), steps,
+                               lambda node: print_xml(node, with_defaults, siblings=False))
 
     @cached_property
     def _tree(self) -> etree._Element:

@@ -39,6 +39,7 @@ from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
+from nvo3.netconf.server.subtree_selection import path_filter
 from nvo3.netconf.server.validation import rpc_error_from
 
 #: One NETCONF operation: the server, the calling session and the operation element.
@@ -144,9 +145,13 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
     """<get-config> (RFC 6241 section 7.1): a datastore's configuration, filtered."""
     source = _datastore(op, "source", ("running", "candidate", "startup"))
     wd = _with_defaults(op)
+    filt = find_child(op, "filter")
+    path = None if filt is None else path_filter(server.schema, filt)
     with server.lock:                  # printed under the lock: an in-place edit may follow
+        if path is not None:           # one subtree by its path: printed alone
+            return [RawXml(server.datastores.get(source).selected_xml(path, wd))]
         xml = server.datastores.get(source).xml(wd)
-    return [_filtered(server, xml, find_child(op, "filter"))]
+    return [_filtered(server, xml, filt)]
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
