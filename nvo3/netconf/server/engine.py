@@ -319,10 +319,13 @@ class NetconfServer:
         """RFC 6470 notifications (netconf-session-start, -end, -config-change, ...)."""
         if name == "netconf-config-change":
             who = self.sessions.get(self.current_session or 0)
-            changed_by: dict[str, Any] = {"server": None} if who is None else {
+            changed_by: dict[str, Any] = {"server": ""} if who is None else {
                 "username": who.info.username, "session-id": who.session_id,
                 "source-host": who.info.source_host}
-            content = {"changed-by": changed_by, **content}
+            # one per edit, of values the engine holds: built directly (libyang: ~0.3 ms)
+            self.notify_batch("ietf-netconf-notifications", name,
+                              [{"changed-by": changed_by, **content}])
+            return
         elif name == "netconf-confirmed-commit" and "session-id" in content:
             who = self.sessions.get(content["session-id"])
             if who is None:
