@@ -78,6 +78,13 @@ def error(message: str) -> None:
     print(f"nvo3: error: {message}", file=sys.stderr)
 
 
+def report_error(message: str, as_json: bool) -> None:
+    """A failure of the command itself: on stderr, and with --json as {"error": ...} on stdout."""
+    error(message)
+    if as_json:
+        emit_json({"error": {"message": message}})
+
+
 class Progress:
     """Progress of a bulk operation on stderr: a bar on a terminal, plain lines otherwise.
 
