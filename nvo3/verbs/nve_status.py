@@ -8,7 +8,7 @@ from typing import Any
 from nvo3.common.names import NDIRECTOR as MODULE
 from nvo3.common.tree import Tree, entries
 from nvo3.netconf.client.session import Client
-from nvo3.verbs import OK, REFUSED
+from nvo3.verbs import OK, REFUSED, nve_show
 from nvo3.verbs.common import run, state
 from nvo3.verbs.output import emit_json, error, table
 
@@ -53,10 +53,11 @@ def status(args: argparse.Namespace, client: Client) -> int:
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    nve = sub.add_parser("nve", help="the NVEs as the nDirector sees them")
+    nve = sub.add_parser("nve", help="the NVEs: as the nDirector sees them, one NVE's tables")
     verbs = nve.add_subparsers(dest="nve_command", required=True, metavar="VERB")
     p = verbs.add_parser("status", help="NETCONF session state per NVE", parents=[common])
     p.add_argument("--check", action="store_true",
                    help="exit 1 unless NVEs are configured and every enabled NVE's "
                         "session is connected")
     p.set_defaults(func=lambda args: run("ndirector", status, args))
+    nve_show.add_verb(verbs, common)
