@@ -25,6 +25,7 @@ from nvo3.roles.peers import codec
 from nvo3.verbs import OK, REFUSED
 from nvo3.verbs.common import Refused, run
 from nvo3.verbs.output import error
+from nvo3.verbs.targets import TargetError, resolve
 
 ROLES = ("ndirector", "vcenter", "vserver", "nve")
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
@@ -131,7 +132,10 @@ def start(args: argparse.Namespace) -> int:
     args.role = _role_of(args)
     if args.daemon:
         setattr(args, args.role, args.daemon)
-    args.daemon_name = args.daemon or getattr(args, args.role, None) or args.role
+    try:
+        args.daemon_name = resolve(args.role, args).name
+    except TargetError:
+        args.daemon_name = args.role                   # `run` reports it
     return run(args.role, follow, args)
 
 

@@ -98,7 +98,8 @@ def view(args: argparse.Namespace, client: Client) -> Tree:
     name = nve.get("nve-id") or args.nve
     nets = tables_of(nve)
     out: Tree = {"nve": name, "vtep-address": nve.get("local-vtep-address"),
-                 "udp-port": nve.get("udp-port"), "networks": nets}
+                 "udp-port": nve.get("udp-port"), "kernel": nve.get("kernel") or {},
+                 "networks": nets}
     nd = _from_ndirector(args)
     if nd is not None:
         out["ndirector-session"] = _nd_session(name, nd)
@@ -112,6 +113,10 @@ def view(args: argparse.Namespace, client: Client) -> Tree:
 def _print(v: Tree) -> None:
     print(f"NVE {v['nve']}  VTEP {v.get('vtep-address') or '-'}  UDP port "
           f"{v.get('udp-port') or 4789}")
+    k = v.get("kernel") or {}
+    if "vlans-supported" in k:
+        print("VLANs: supported" if k["vlans-supported"] else
+              f"VLANs: not supported (this kernel has no {k.get('vlans-missing') or '?'})")
     s = v.get("ndirector-session")
     if s:
         print(f"nDirector session: {s['state']} since {s.get('since') or '-'}, pushes "
