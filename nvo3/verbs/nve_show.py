@@ -116,7 +116,7 @@ def _print(v: Tree) -> None:
     k = v.get("kernel") or {}
     if "vlans-supported" in k:
         print("VLANs: supported" if k["vlans-supported"] else
-              f"VLANs: not supported (this kernel has no {k.get('vlans-missing') or '?'})")
+              f"VLANs: not supported (the kernel lacks {k.get('vlans-missing') or '?'})")
     s = v.get("ndirector-session")
     if s:
         print(f"nDirector session: {s['state']} since {s.get('since') or '-'}, pushes "
