@@ -1,0 +1,93 @@
+/* nvo3 dashboard: live pages without reloads.
+   One EventSource per page (/events, server-sent events). Each event:
+   - refreshes the page's [data-refresh] fragments (debounced),
+   - is added to the timeline table when the page has one (newest first),
+   - an "annotate" event fills in a logged event's figures (network convergence).
+   A row added to the timeline records when it was shown: data-shown-at (ms since epoch). */
+(function () {
+  "use strict";
+  var pending = null;
+
+  function refresh() {
+    pending = null;
+    document.querySelectorAll("[data-refresh]").forEach(function (el) {
+      fetch(el.getAttribute("data-refresh"), {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html !== null) { el.innerHTML = html; el.setAttribute("data-refreshed-at", Date.now()); }
+        });
+    });
+  }
+
+  function later() { if (pending === null) { pending = setTimeout(refresh, 50); } }
+
+  function text(v) {
+    if (v === undefined || v === null || v === "") { return "-"; }
+    if (Array.isArray(v)) { return v.join(", ") || "-"; }
+    return String(v);
+  }
+
+  var MOVES = {moved: 1, relocated: 1, replicated: 1};
+
+  function cell(tr, value, cls) {
+    var td = document.createElement("td");
+    td.textContent = value;
+    if (cls) { td.className = cls; }
+    tr.appendChild(td);
+  }
+
+  function addRow(body, e) {
+    var tr = document.createElement("tr");
+    tr.id = "event-" + e.id;
+    tr.className = "kind-" + e.kind + (MOVES[e.kind] ? " move" : "");
+    tr.setAttribute("data-kind", e.kind);
+    tr.setAttribute("data-mac", e.mac || "");
+    tr.setAttribute("data-vm", e.tenant ? e.tenant + "/" + e.name : "");
+    cell(tr, text(e.time).replace("T", " ").replace("Z", ""));
+    cell(tr, e.kind);
+    cell(tr, e.tenant ? e.tenant + "/" + e.name : text(e.mac));
+    cell(tr, text(e.vni));
+    cell(tr, text(e["previous-nve"] || e["previous-vserver"] || e["previous-state"]));
+    cell(tr, text(e.nve || e.vserver || e.state));
+    cell(tr, e["duration-ms"] !== undefined && e["duration-ms"] !== null ? e["duration-ms"] + " ms" : "-");
+    cell(tr, e["convergence-us"] !== undefined ? (e["convergence-us"] / 1000).toFixed(1) + " ms" : "-", "converged");
+    cell(tr, text(e.source));
+    tr.setAttribute("data-shown-at", Date.now());
+    body.insertBefore(tr, body.firstChild);
+    filter();
+  }
+
+  function annotate(e) {
+    var tr = document.getElementById("event-" + e.ref);
+    if (tr && e["convergence-us"] !== undefined) {
+      tr.querySelector(".converged").textContent = (e["convergence-us"] / 1000).toFixed(1) + " ms";
+    }
+  }
+
+  function filter() {
+    var box = document.getElementById("moves-only");
+    var only = box && box.checked;
+    document.querySelectorAll("#timeline-body tr").forEach(function (tr) {
+      tr.hidden = only && !tr.classList.contains("move");
+    });
+  }
+
+  function start() {
+    var live = document.getElementById("live");
+    if (!live) { return; }              /* not logged in */
+    var box = document.getElementById("moves-only");
+    if (box) { box.addEventListener("change", filter); }
+    var body = document.getElementById("timeline-body");
+    var source = new EventSource("/events?since=0");
+    source.onopen = function () { live.classList.add("on"); };
+    source.onerror = function () { live.classList.remove("on"); };
+    source.onmessage = function (msg) {
+      var e = JSON.parse(msg.data);
+      if (e.kind === "annotate") { annotate(e); return; }
+      if (body && !document.getElementById("event-" + e.id)) { addRow(body, e); }
+      if (!body) { later(); }
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
