@@ -13,7 +13,7 @@ import json
 import logging
 import queue
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Flask, Response, abort, g, redirect, render_template, request, session, url_for
@@ -27,6 +27,7 @@ from nvo3.dashboard.targets import Targets
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0           # an idle event stream sends a comment this often (finds closed tabs)
+POLL_S = 1.0                # how often a stream checks that its browser is still there
 STREAM_LIMIT_S = 300.0      # a stream ends after this long; the browser reconnects by itself
 PUBLIC = {"login", "static"}
 
@@ -177,7 +178,8 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
             start = int(since)
         except ValueError:
             start = 0
-        return Response(_stream(user, sessions, start), mimetype="text/event-stream",
+        gone = request.environ.get("waitress.client_disconnected") or (lambda: False)
+        return Response(_stream(user, sessions, start, gone), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.errorhandler(Refused)
@@ -255,9 +257,11 @@ def _portal_event(action: str, given: dict[str, Any], out: dict[str, Any]) -> di
     return event
 
 
-def _stream(user: UserSession, sessions: SessionStore, start: int) -> Iterator[str]:
+def _stream(user: UserSession, sessions: SessionStore, start: int,
+            gone: Callable[[], bool]) -> Iterator[str]:
     """Server-sent events: the backlog after `start`, then live events until the session
-    ends, the browser goes away (a heartbeat write fails) or STREAM_LIMIT_S passes."""
+    ends, the browser goes away (`gone`, or a heartbeat write fails) or STREAM_LIMIT_S
+    passes."""
     import time
     q = user.feed.listen()
     try:
@@ -266,14 +270,18 @@ def _stream(user: UserSession, sessions: SessionStore, start: int) -> Iterator[s
         for e in user.feed.events(start):
             last = e["id"]
             yield _sse(e)
+        yield "event: ready\ndata: {}\n\n"          # the backlog is over: live from here
         deadline = time.monotonic() + STREAM_LIMIT_S
-        while time.monotonic() < deadline:
+        beat = time.monotonic() + HEARTBEAT_S
+        while time.monotonic() < deadline and not gone():
             try:
-                e = q.get(timeout=HEARTBEAT_S)
+                e = q.get(timeout=POLL_S)
             except queue.Empty:
-                if sessions.get(user.sid) is None:
-                    return
-                yield ": ping\n\n"
+                if time.monotonic() >= beat:
+                    if sessions.get(user.sid) is None:
+                        return
+                    beat = time.monotonic() + HEARTBEAT_S
+                    yield ": ping\n\n"
                 continue
             if e.get("kind") == "closed":
                 return

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(targets, store)
     try:
         server = create_server(app, host=host, port=port, threads=THREADS,
-                               channel_timeout=60, ident="nvo3-dashboard")
+                               channel_timeout=60, ident="nvo3-dashboard",
+                               channel_request_lookahead=1)   # a closed tab ends its stream
     except OSError as exc:
         print(f"nvo3: error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2

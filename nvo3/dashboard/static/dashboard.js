@@ -1,12 +1,22 @@
 /* nvo3 dashboard: live pages without reloads.
    One EventSource per page (/events, server-sent events). Each event:
-   - refreshes the page's [data-refresh] fragments (debounced),
+   - refreshes the page's [data-refresh] fragments (debounced; not for the backlog sent
+     before the "ready" event, which the page already shows; once after a reconnection),
    - is added to the timeline table when the page has one (newest first),
    - an "annotate" event fills in a logged event's figures (network convergence).
    A row added to the timeline records when it was shown: data-shown-at (ms since epoch). */
 (function () {
   "use strict";
-  var pending = null;
+  var pending = null, followUps = [];
+  /* when each element with an id was first shown (ms since epoch): tests read it */
+  var firstSeen = window.nvo3FirstSeen = {};
+
+  function note(root) {
+    var now = Date.now();
+    root.querySelectorAll("[id]").forEach(function (el) {
+      if (!(el.id in firstSeen)) { firstSeen[el.id] = now; }
+    });
+  }
 
   function refresh() {
     pending = null;
@@ -14,12 +24,22 @@
       fetch(el.getAttribute("data-refresh"), {credentials: "same-origin"})
         .then(function (r) { return r.ok ? r.text() : null; })
         .then(function (html) {
-          if (html !== null) { el.innerHTML = html; el.setAttribute("data-refreshed-at", Date.now()); }
+          if (html !== null) {
+            el.innerHTML = html;
+            el.setAttribute("data-refreshed-at", Date.now());
+            note(el);
+          }
         });
     });
   }
 
-  function later() { if (pending === null) { pending = setTimeout(refresh, 50); } }
+  /* An event refreshes at once, then twice more: the nDirector notifies an attachment
+     before the vCenter has recorded where the VM runs (its create or move is finishing). */
+  function later() {
+    if (pending === null) { pending = setTimeout(refresh, 20); }
+    followUps.forEach(clearTimeout);
+    followUps = [setTimeout(refresh, 400), setTimeout(refresh, 1200)];
+  }
 
   function text(v) {
     if (v === undefined || v === null || v === "") { return "-"; }
@@ -73,19 +93,29 @@
   }
 
   function start() {
+    note(document);
     var live = document.getElementById("live");
     if (!live) { return; }              /* not logged in */
     var box = document.getElementById("moves-only");
     if (box) { box.addEventListener("change", filter); }
     var body = document.getElementById("timeline-body");
     var source = new EventSource("/events?since=0");
+    var ready = false, connected = false;
     source.onopen = function () { live.classList.add("on"); };
-    source.onerror = function () { live.classList.remove("on"); };
+    source.onerror = function () { live.classList.remove("on"); ready = false; };
+    source.addEventListener("ready", function () {
+      if (connected && !body) { later(); }     /* a reconnection: catch up once */
+      ready = connected = true;
+    });
+    /* a browser allows 6 connections per server: a page left behind (or kept in the
+       back-forward cache) must give its stream back */
+    window.addEventListener("pagehide", function () { source.close(); });
+    window.addEventListener("pageshow", function (ev) { if (ev.persisted) { location.reload(); } });
     source.onmessage = function (msg) {
       var e = JSON.parse(msg.data);
       if (e.kind === "annotate") { annotate(e); return; }
       if (body && !document.getElementById("event-" + e.id)) { addRow(body, e); }
-      if (!body) { later(); }
+      if (!body && ready) { later(); }
     };
   }
 
