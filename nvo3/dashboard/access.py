@@ -82,7 +82,10 @@ class UserConnection:
         except (ClientError, OSError) as exc:
             log.info("dashboard: login of %s at %s failed: %s", username, targets.vcenter.name,
                      exc)
-            raise LoginFailed("the vCenter did not accept this username and password") from None
+            if "Authentication" in str(exc):
+                raise LoginFailed("the vCenter did not accept this username and password") \
+                    from None
+            raise LoginFailed(f"cannot reach the vCenter {targets.vcenter.name}: {exc}") from None
         conn = cls(username, vc)
         for ep in targets.ndirectors:
             try:

@@ -123,6 +123,7 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
 
     @app.get("/timeline")
     def timeline() -> str:
+        _vcenter(g.user)                # learn the VMs' names for the events' MACs
         return render_template("timeline.html")
 
     @app.get("/vm/<tenant>/<name>")
@@ -167,6 +168,7 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
             return render_template("portal.html", **_portal(user, "", str(exc))), status
         event = _portal_event(action, given, out)
         user.feed.add(event)
+        sessions.nudge_all()
         return redirect(url_for("portal", done=event["text"]))
 
     # the event stream --------------------------------------------------------------------
@@ -192,7 +194,12 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
 # -- data for the pages ----------------------------------------------------------------------
 
 def _vcenter(user: UserSession) -> dict[str, Any]:
-    return user.connection.vcenter_state()
+    """/vcenter as `user` may read it; remembers the names of the VMs' MACs for the
+    timeline (the nDirector's events name MACs only)."""
+    vc = user.connection.vcenter_state()
+    user.vm_names.update({r["mac-address"]: f"{r['tenant']}/{r['name']}"
+                          for r in model.vm_rows(vc) if r["mac-address"]})
+    return vc
 
 
 def _topology(user: UserSession) -> dict[str, Any]:
@@ -269,7 +276,7 @@ def _stream(user: UserSession, sessions: SessionStore, start: int,
         last = start
         for e in user.feed.events(start):
             last = e["id"]
-            yield _sse(e)
+            yield _sse(_named(user, e))
         yield "event: ready\ndata: {}\n\n"          # the backlog is over: live from here
         deadline = time.monotonic() + STREAM_LIMIT_S
         beat = time.monotonic() + HEARTBEAT_S
@@ -288,9 +295,16 @@ def _stream(user: UserSession, sessions: SessionStore, start: int,
             if "id" in e and e["id"] <= last:
                 continue
             last = e.get("id", last)
-            yield _sse(e)
+            yield _sse(_named(user, e))
     finally:
         user.feed.unlisten(q)
+
+
+def _named(user: UserSession, e: dict[str, Any]) -> dict[str, Any]:
+    """`e` with the VM's name when the event names only its MAC and the name is known."""
+    if e.get("mac") and not e.get("name") and e["mac"] in user.vm_names:
+        return {**e, "vm": user.vm_names[e["mac"]]}
+    return e
 
 
 def _sse(e: dict[str, Any]) -> str:

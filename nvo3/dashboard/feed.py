@@ -60,6 +60,12 @@ class Feed:
             except queue.Full:          # a stream that stopped reading: let it go
                 self._listeners.remove(q)
 
+    def nudge(self) -> None:
+        """Tell the listeners to re-read their views (nothing is logged: the nudge carries no
+        content, each view is read again with this person's own credentials)."""
+        with self._lock:
+            self._publish({"kind": "refresh"})
+
     def annotate(self, event_id: int, **values: Any) -> None:
         """Add `values` to a logged event and tell the listeners."""
         with self._lock:

@@ -31,6 +31,7 @@ class UserSession:
     feed: Feed
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     last_seen: float = field(default_factory=time.monotonic)
+    vm_names: dict[str, str] = field(default_factory=dict)   # MAC -> "tenant/name" seen
 
     @property
     def username(self) -> str:
@@ -97,6 +98,14 @@ class SessionStore:
             old = [sid for sid, s in self._sessions.items() if now - s.last_seen > self.idle_s]
         for sid in old:
             self.end(sid)
+
+    def nudge_all(self) -> None:
+        """After a portal action: every open page re-reads its views (a VM created or moved
+        shows at once, also where no nDirector notification reaches that person)."""
+        with self._lock:
+            feeds = [s.feed for s in self._sessions.values()]
+        for feed in feeds:
+            feed.nudge()
 
     def close_all(self) -> None:
         with self._lock:

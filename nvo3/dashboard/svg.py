@@ -13,7 +13,7 @@ from nvo3.dashboard.model import Topology, VmBox
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
            "#e377c2", "#7f7f7f", "#bcbd22")
-HOST_W, HOST_GAP, VM_H, VM_GAP, HEAD_H, DC_PAD = 170, 16, 26, 6, 58, 14
+HOST_W, HOST_GAP, VM_H, VM_GAP, HEAD_H, DC_PAD = 196, 16, 26, 6, 58, 14
 
 
 def colour(vni: int | None, vnis: list[int]) -> str:

@@ -79,7 +79,10 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         users, nacm = _users(raw)
         yield Lab(state, raw["dashboard_url"].rstrip("/"), users, nacm, raw)
     finally:
+        pid = json.loads(state.read_text()).get("dashboard_pid") if state.exists() else None
         print(nvo3("lab", "down", "--prefix", prefix, state=state, check=False).stdout)
+        if pid:                                           # lab down stops the dashboard
+            assert not Path(f"/proc/{pid}").exists(), f"the dashboard (pid {pid}) still runs"
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,12 @@
     });
   }
 
-  /* An event refreshes at once, then twice more: the nDirector notifies an attachment
+  /* An event refreshes at once, then a few times more: the nDirector notifies an attachment
      before the vCenter has recorded where the VM runs (its create or move is finishing). */
   function later() {
     if (pending === null) { pending = setTimeout(refresh, 20); }
     followUps.forEach(clearTimeout);
-    followUps = [setTimeout(refresh, 400), setTimeout(refresh, 1200)];
+    followUps = [setTimeout(refresh, 150), setTimeout(refresh, 400), setTimeout(refresh, 1000)];
   }
 
   function text(v) {
@@ -63,12 +63,17 @@
     tr.setAttribute("data-kind", e.kind);
     tr.setAttribute("data-mac", e.mac || "");
     tr.setAttribute("data-vm", e.tenant ? e.tenant + "/" + e.name : "");
+    var who = e.tenant ? e.tenant + "/" + e.name : (e.vm ? e.vm + " (" + e.mac + ")" : text(e.mac));
+    var from = e["previous-nve"] || e["previous-vserver"], to = e.nve || e.vserver;
+    if (e.kind === "nve-state") {
+      who = "NVE " + e.nve; from = e["previous-state"]; to = e.state + (e.reason ? " (" + e.reason + ")" : "");
+    }
     cell(tr, text(e.time).replace("T", " ").replace("Z", ""));
     cell(tr, e.kind);
-    cell(tr, e.tenant ? e.tenant + "/" + e.name : text(e.mac));
+    cell(tr, who);
     cell(tr, text(e.vni));
-    cell(tr, text(e["previous-nve"] || e["previous-vserver"] || e["previous-state"]));
-    cell(tr, text(e.nve || e.vserver || e.state));
+    cell(tr, text(from));
+    cell(tr, text(to));
     cell(tr, e["duration-ms"] !== undefined && e["duration-ms"] !== null ? e["duration-ms"] + " ms" : "-");
     cell(tr, e["convergence-us"] !== undefined ? (e["convergence-us"] / 1000).toFixed(1) + " ms" : "-", "converged");
     cell(tr, text(e.source));
@@ -114,6 +119,7 @@
     source.onmessage = function (msg) {
       var e = JSON.parse(msg.data);
       if (e.kind === "annotate") { annotate(e); return; }
+      if (e.kind === "refresh") { if (!body) { later(); } return; }
       if (body && !document.getElementById("event-" + e.id)) { addRow(body, e); }
       if (!body && ready) { later(); }
     };
