@@ -134,6 +134,11 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
         if row is None:
             return render_template("vm.html", vm=None, tenant=tenant, name=name,
                                    history=[]), 404
+        if not row["vtep-address"] and row["vni"] is not None:      # the nDirector knows it
+            row["vtep-address"] = next(
+                (m.get("vtep-address") for m in model.mapping_rows(
+                    user.connection.ndirector_states(), {})
+                 if (m["vni"], m.get("mac")) == (row["vni"], row["mac-address"])), None)
         history = model.vm_history(user.feed.events(), tenant, name, row["mac-address"])
         return render_template("vm.html", vm=row, tenant=tenant, name=name, history=history)
 
@@ -260,7 +265,9 @@ def _portal_event(action: str, given: dict[str, Any], out: dict[str, Any]) -> di
     elif action == "delete":
         event.update(kind="deleted", text=f"{vm} deleted")
     else:
-        event.update(kind="modified", text=f"{vm} modified ({out.get('state')})")
+        res = ", ".join(f"{k} {v}" for k, v in (out.get("resources") or {}).items())
+        event.update(kind="modified", resources=out.get("resources"),
+                     text=f"{vm} modified ({out.get('state')}{'; ' + res if res else ''})")
     return event
 
 
