@@ -61,6 +61,7 @@ def create_app(targets: Targets, store: SessionStore | None = None) -> Flask:
     def _common() -> dict[str, Any]:
         user: UserSession | None = g.get("user")
         return {"user": user, "csrf": session.get("csrf", ""),
+                "last_event": user.feed.last_id if user else 0,
                 "unavailable": user.connection.unavailable if user else {}}
 
     @app.after_request

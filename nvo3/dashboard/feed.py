@@ -105,6 +105,12 @@ class Feed:
             self.annotate(event_id, **{"convergence-us": value})
 
     # consuming -----------------------------------------------------------------------------
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event (0: none yet)."""
+        with self._lock:
+            return self._next - 1
+
     def events(self, since: int = 0) -> list[Event]:
         with self._lock:
             return [e for e in self._events if e["id"] > since]

@@ -75,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{READY}http://{shown}:{real_port}/ (vCenter {targets.vcenter.name}, nDirector "
           f"{', '.join(n.name for n in targets.ndirectors)})", flush=True)
     previous = signal.signal(signal.SIGTERM, _stop)
+    reaper = store.start_reaper()
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        reaper.set()
         signal.signal(signal.SIGTERM, previous)
         server.close()
         store.close_all()

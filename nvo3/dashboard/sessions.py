@@ -99,6 +99,18 @@ class SessionStore:
         for sid in old:
             self.end(sid)
 
+    def start_reaper(self, every_s: float = 60.0) -> threading.Event:
+        """Expire idle sessions in the background (their NETCONF sessions are closed even
+        when no request comes); set the returned event to stop."""
+        stop = threading.Event()
+
+        def reap() -> None:
+            while not stop.wait(every_s):
+                self.expire()
+
+        threading.Thread(target=reap, name="dashboard-reaper", daemon=True).start()
+        return stop
+
     def nudge_all(self) -> None:
         """After a portal action: every open page re-reads its views (a VM created or moved
         shows at once, also where no nDirector notification reaches that person)."""

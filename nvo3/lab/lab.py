@@ -246,8 +246,12 @@ class _Builder:
 
 
     def dashboard(self) -> None:
-        self.state.dashboard_pid, self.state.dashboard_url = start_dashboard(
-            self.path, Path(self.state.work_dir) / "dashboard.log")
+        try:        # the lab works without it: a failure is reported, not fatal
+            self.state.dashboard_pid, self.state.dashboard_url = start_dashboard(
+                self.path, Path(self.state.work_dir) / "dashboard.log")
+        except (RuntimeError, OSError) as exc:
+            self.say(f"the dashboard did not start: {exc}")
+            return
         self.save()
         self.say(f"dashboard: {self.state.dashboard_url} (log in with a NETCONF user)")
 

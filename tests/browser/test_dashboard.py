@@ -50,9 +50,18 @@ def login(driver: Any, lab: Lab, user: str, password: str | None = None) -> None
     driver.get(f"{lab.url}/login")
     driver.find_element(By.ID, "username").send_keys(user)
     driver.find_element(By.ID, "password").send_keys(password or lab.users[user])
-    driver.find_element(By.ID, "login").click()
+    submit(driver, "login")
     wait_js(driver, "return document.getElementById('whoami') || document.getElementById('error')"
                     " ? true : false;", what="the page after logging in")
+
+
+def submit(driver: Any, button: str) -> None:
+    """Click a form's submit button and wait for the reply page (a new document)."""
+    from selenium.webdriver.common.by import By
+    driver.execute_script("document.documentElement.dataset.submitted = '1';")
+    driver.find_element(By.ID, button).click()
+    wait_js(driver, "return !document.documentElement.dataset.submitted"
+                    " && document.readyState === 'complete';", what=f"the reply to {button}")
 
 
 def done(driver: Any) -> str:
@@ -186,7 +195,7 @@ def test_tenant_creates_a_vm_that_appears_on_the_open_topology(
     Select(t.find_element(By.ID, "create-group")).select_by_value("web")
     t.find_element(By.ID, "create-ip").send_keys(NEW_IP)
     Select(t.find_element(By.ID, "create-vserver")).select_by_value("vserver1")
-    t.find_element(By.ID, "create").click()
+    submit(t, "create")
     replied = time.time() * 1000
     assert f"alice/{NEW_VM} created on vserver1" in done(t)
     shown = float(wait_js(operator, f"return window.nvo3FirstSeen['vm-alice-{NEW_VM}'];",
@@ -217,7 +226,7 @@ def test_moves_show_on_the_open_timeline(lab: Lab, operator: Any, tenant: Any,
     tenant.get(f"{lab.url}/portal")
     Select(tenant.find_element(By.ID, "relocate-vm")).select_by_value(f"alice/{NEW_VM}")
     Select(tenant.find_element(By.ID, "relocate-destination")).select_by_value("vserver2")
-    tenant.find_element(By.ID, "relocate").click()
+    submit(tenant, "relocate")
     assert "vserver1 -> vserver2" in done(tenant)
     wait_js(operator, f"return document.querySelector('#timeline-body tr[data-kind=\"moved\"]"
                       f"[data-mac=\"{mac}\"]');", what="the portal's move on the timeline")
@@ -262,13 +271,13 @@ def test_tenant_modifies_and_deletes_a_vm(lab: Lab, operator: Any, tenant: Any,
     tenant.get(f"{lab.url}/portal")
     Select(tenant.find_element(By.ID, "modify-vm")).select_by_value(f"alice/{NEW_VM}")
     tenant.find_element(By.ID, "modify-memory").send_keys("1024")
-    tenant.find_element(By.ID, "modify").click()
+    submit(tenant, "modify")
     confirmed = done(tenant)           # the modify-vm reply's resources
     assert f"alice/{NEW_VM} modified" in confirmed and "memory 1024" in confirmed, confirmed
     operator.get(f"{lab.url}/topology")
     assert operator.find_elements(By.ID, f"vm-alice-{NEW_VM}")
     Select(tenant.find_element(By.ID, "delete-vm")).select_by_value(f"alice/{NEW_VM}")
-    tenant.find_element(By.ID, "delete").click()
+    submit(tenant, "delete")
     assert f"alice/{NEW_VM} deleted" in done(tenant)
     wait_js(operator, f"return !document.getElementById('vm-alice-{NEW_VM}');",
             what="the deleted VM gone from the operator's open topology page")
@@ -286,7 +295,7 @@ def test_a_refused_action_shows_the_servers_error(lab: Lab, tenant: Any,
     tenant.get(f"{lab.url}/portal")
     Select(tenant.find_element(By.ID, "create-tenant")).select_by_value("alice")
     tenant.find_element(By.ID, "create-name").send_keys("vm1")
-    tenant.find_element(By.ID, "create").click()
+    submit(tenant, "create")
     text = refusal(tenant)
     assert refused.value.message in text and refused.value.tag in text, (text, refused.value)
     shot(tenant, artifacts, "13-tenant-refused")
@@ -311,11 +320,11 @@ def test_tenant_isolation(lab: Lab, new_browser: Any, artifacts: Path) -> None:
     d.execute_script("const s = document.getElementById('create-tenant');"
                      "s.add(new Option('alice', 'alice')); s.value = 'alice';")
     d.find_element(By.ID, "create-name").send_keys("intruder")
-    d.find_element(By.ID, "create").click()
+    submit(d, "create")
     assert "access-denied" in refusal(d)
     d.execute_script("const s = document.getElementById('delete-vm');"
                      "s.add(new Option('alice/vm1', 'alice/vm1')); s.value = 'alice/vm1';")
-    d.find_element(By.ID, "delete").click()
+    submit(d, "delete")
     assert "access-denied" in refusal(d)
     d.get(f"{lab.url}/timeline")
     time.sleep(1)

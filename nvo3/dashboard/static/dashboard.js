@@ -104,7 +104,9 @@
     var box = document.getElementById("moves-only");
     if (box) { box.addEventListener("change", filter); }
     var body = document.getElementById("timeline-body");
-    var source = new EventSource("/events?since=0");
+    /* the timeline wants the backlog; other pages only what happens after they were drawn */
+    var since = body ? 0 : (document.body.getAttribute("data-last-event") || 0);
+    var source = new EventSource("/events?since=" + since);
     var ready = false, connected = false;
     source.onopen = function () { live.classList.add("on"); };
     source.onerror = function () { live.classList.remove("on"); ready = false; };

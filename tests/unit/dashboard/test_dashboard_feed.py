@@ -71,3 +71,11 @@ def test_a_nudge_wakes_listeners_and_is_not_logged() -> None:
     f.nudge()
     assert q.get(timeout=1) == {"kind": "refresh"}
     assert f.events() == []
+
+
+def test_last_id() -> None:
+    f = Feed()
+    assert f.last_id == 0
+    f.add({"kind": "created"})
+    f.nudge()
+    assert f.last_id == 1
