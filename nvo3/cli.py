@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nvo3.verbs.registry import add_parsers
     add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
+    from nvo3.dashboard.server import add_parser as add_dashboard
+    add_dashboard(sub)              # the web dashboard (nvo3/dashboard)
     return parser
 
 

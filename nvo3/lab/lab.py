@@ -45,6 +45,7 @@ from typing import Any
 
 from nvo3.common import names
 from nvo3.common.tree import Tree
+from nvo3.dashboard.process import is_dashboard, start_dashboard
 from nvo3.lab.netns import Netns, run
 from nvo3.lab.state import Daemon, LabState, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
@@ -244,6 +245,17 @@ class _Builder:
             f"{v.tenant}/{v.name} on {self.topo.host(v.host).vserver}" for v in wanted))
 
 
+    def dashboard(self) -> None:
+        try:        # the lab works without it: a failure is reported, not fatal
+            self.state.dashboard_pid, self.state.dashboard_url = start_dashboard(
+                self.path, Path(self.state.work_dir) / "dashboard.log")
+        except (RuntimeError, OSError) as exc:
+            self.say(f"the dashboard did not start: {exc}")
+            return
+        self.save()
+        self.say(f"dashboard: {self.state.dashboard_url} (log in with a NETCONF user)")
+
+
 def create_vm(root: Client, topo: Topology, v: VmSpec, pinned: bool = True) -> dict[str, Any]:
     """create-vm at a vCenter for a topology VM (pinned to its host's vServer, or placed)."""
     t = topo.tenant(v.tenant)
@@ -287,6 +299,7 @@ def up(topology: Path | str | None = None, path: Path | None = None, prefix: str
         b.daemons()
         b.configure()
         b.vms()
+        b.dashboard()
         return state
     except BaseException:
         logs = failure_logs(state)
@@ -417,6 +430,9 @@ def down(path: Path | None = None, prefix: str | None = None) -> dict[str, int]:
         except (ValueError, TypeError, KeyError):
             state = None                       # unreadable: fall back to the prefix
     if state is not None:
+        if state.dashboard_pid:
+            counts["daemons"] += _stop_pid(state.dashboard_pid, partial(
+                is_dashboard, state.dashboard_pid, str(path.resolve())))
         for d in reversed(state.daemons):
             counts["daemons"] += _stop_pid(d.pid, partial(_alive, d))
     prefixes = {prefix or (state.prefix if state else None) or load().prefix}

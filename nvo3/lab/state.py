@@ -47,6 +47,8 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
     work_dir: str = ""
+    dashboard_pid: int = 0        # the dashboard `lab up` started (0: none)
+    dashboard_url: str = ""
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:
