@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from waitress import create_server  # type: ignore[import-untyped]  # no type information
+from waitress import create_server
 
 from nvo3.dashboard.app import create_app
 from nvo3.dashboard.sessions import SessionStore
