@@ -70,9 +70,9 @@ class NDirectorCollector(Collector):
 
 
 def role_collector(role: Any) -> Collector | None:
-    """The scrape-time collector of a role, if it has one."""
+    """The scrape-time collector of a role, if it has one (a --store-only role has none)."""
     if role.name == "nve" and hasattr(role, "repairs"):
         return NveCollector(role)
-    if role.name == "ndirector":
+    if role.name == "ndirector" and hasattr(role, "table"):
         return NDirectorCollector(role)
     return None
