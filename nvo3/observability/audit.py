@@ -37,6 +37,7 @@ class AuditObserver(EngineObserver):
         self.role = role
         self.modules = modules
         self._edited: dict[int, tuple[str, ...] | None] = {}
+        self._audited: dict[str, str | None] = {}      # element tag -> operation (or None)
         self._lock = threading.Lock()
 
     def session_closed(self, info: SessionInfo) -> None:
@@ -57,19 +58,17 @@ class AuditObserver(EngineObserver):
                  seconds: float) -> None:
         if op is None:
             return
-        ns = namespace(op) or BASE_NS
-        name = local_name(op)
-        if ns in _NOT_ROLE:
-            if ns != BASE_NS or name not in CHANGING:
-                return
-            operation = name
-        else:
-            operation = f"{self.modules.get(ns, '?')}:{name}"
+        tag = op.tag
+        operation = self._audited.get(tag, _NONE)
+        if operation is _NONE:
+            operation = self._audited[tag] = self._operation(op)
+        if operation is None:
+            return                                  # a read: not audited
         with self._lock:
             edited = self._edited.pop(info.session_id, _NONE)
         if not audit.isEnabledFor(logging.INFO):
             return
-        target, summary = _what(op, name, ns, self.modules,
+        target, summary = _what(op, local_name(op), namespace(op) or BASE_NS, self.modules,
                                 None if edited is _NONE else edited)  # type: ignore[arg-type]
         audit.info("%s: %s@%s session %d: %s%s%s -> %s", self.role, info.username,
                    info.source_host, info.session_id, operation,
@@ -78,6 +77,14 @@ class AuditObserver(EngineObserver):
                           "peer": info.source_host, "operation": operation, "target": target,
                           "summary": summary, "result": outcome,
                           "duration_ms": round(seconds * 1000, 3)})
+
+    def _operation(self, op: etree._Element) -> str | None:
+        """What the audit calls operation `op` ("edit-config", "nvo3-vcenter:create-vm"), or
+        None when it is not audited (a read); remembered by element tag."""
+        ns, name = namespace(op) or BASE_NS, local_name(op)
+        if ns in _NOT_ROLE:
+            return name if ns == BASE_NS and name in CHANGING else None
+        return f"{self.modules.get(ns, '?')}:{name}"
 
 
 def _what(op: etree._Element, name: str, ns: str, modules: Mapping[str, str],

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from nvo3.netconf.proto.xml import local_name, namespace
+from nvo3.netconf.proto.xml import BASE_NS, local_name, namespace
 
 #: Input leaves of a role RPC never shown, by name.
 SECRET = re.compile(r"pass|secret|private|token|key$|credential", re.IGNORECASE)
@@ -20,10 +20,9 @@ MAX_LEAVES, MAX_VALUE = 6, 64
 
 
 def child(op: etree._Element, name: str) -> etree._Element | None:
-    for c in op:
-        if isinstance(c.tag, str) and local_name(c) == name:
-            return c
-    return None
+    """The child `name` of a base operation (in the base namespace, or in none)."""
+    found = op.find(f"{{{BASE_NS}}}{name}")
+    return found if found is not None else op.find(name)
 
 
 def datastore_of(op: etree._Element, holder: str) -> str:

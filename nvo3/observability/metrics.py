@@ -77,7 +77,7 @@ class DaemonMetrics(EngineObserver, Telemetry):
         self.apply_failures = Counter(f"nvo3_{what}_failures", f"{doing}: refused, by "
                                       "error-tag", ["error_tag"], registry=r)
         self._observe: dict[str, Callable[[float, dict[str, str]], None]] = {}
-        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._rpc_children: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
         if role == "ndirector":
             self._ndirector_metrics()
         if role == "vcenter":
@@ -113,18 +113,22 @@ class DaemonMetrics(EngineObserver, Telemetry):
 
     def rpc_done(self, info: SessionInfo, op: etree._Element | None, outcome: str,
                  seconds: float) -> None:
-        name = "(malformed)" if op is None else etree.QName(op).localname
-        key = (name, outcome)
+        key = (None if op is None else op.tag, outcome)
         children = self._rpc_children.get(key)
         if children is None:
-            children = (self.rpcs.labels(name, outcome), self.rpc_seconds.labels(name))
-            self._rpc_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+            children = self._rpc_children[key] = self._children(op, outcome)
+        for counter, histogram in children:
+            counter.inc()
+            histogram.observe(seconds)
+
+    def _children(self, op: etree._Element | None, outcome: str) -> list[tuple[Any, Any]]:
+        """The labelled metrics one (operation, outcome) updates, looked up once."""
+        name = "(malformed)" if op is None else etree.QName(op).localname
+        out = [(self.rpcs.labels(name, outcome), self.rpc_seconds.labels(name))]
         if self.role == "vcenter" and op is not None and etree.QName(op).namespace not in _BASE:
             kind = vcenter_kind(name)
-            self.vcenter_ops.labels(kind, outcome).inc()
-            self.vcenter_seconds.labels(kind).observe(seconds)
+            out.append((self.vcenter_ops.labels(kind, outcome), self.vcenter_seconds.labels(kind)))
+        return out
 
     def role_applied(self, seconds: float, error_tag: str | None) -> None:
         self.apply_seconds.observe(seconds)
