@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class MetricsAddress:
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Quiet(WSGIRequestHandler):
@@ -88,13 +93,7 @@ class MetricsServer:
         return self._server.server_port if self._server is not None else self.address.port
 
     def start(self) -> None:
-        server_class = _Server
-        if ":" in self.address.host:
-            import socket
-
-            class _Server6(_Server):
-                address_family = socket.AF_INET6
-            server_class = _Server6
+        server_class = _Server6 if ":" in self.address.host else _Server
         self._server = make_server(self.address.host, self.address.port, self._app,
                                    server_class=server_class, handler_class=_Quiet)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,

@@ -121,3 +121,15 @@ def test_log_file_text_and_json_for_any_command(tmp_path: Path) -> None:
             assert rec["ts"].endswith("Z")
         else:
             assert " INFO nvo3.netconf.ssh.users: user ops stored" in lines[-1]
+
+
+def test_metrics_are_off_by_default(tmp_path: Path) -> None:
+    d = start_role("nve", tmp_path / "nve", extra_args=("--store-only",))
+    try:
+        assert d.metrics is None                     # no "metrics" on the ready line
+        with d.connect() as c:
+            c.get_config(source="running")
+    finally:
+        d.stop()
+    log = (tmp_path / "nve" / "daemon.log").read_text()
+    assert "nvo3-metrics" not in log and "/metrics" not in log
