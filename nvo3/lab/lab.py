@@ -171,10 +171,10 @@ class _Builder:
             name, role, ns, dc = item
             d = work / name
             d.mkdir(parents=True, exist_ok=True)
-            p: RoleProcess = start_role(role, d, extra_args=("--netns", ns) if ns else (),
-                                        new_session=True)
+            args = ("--metrics", "127.0.0.1:0", *(("--netns", ns) if ns else ()))
+            p: RoleProcess = start_role(role, d, extra_args=args, new_session=True)
             return Daemon(name, role, p.host, p.port, p.username, p.password, p.host_key,
-                          p.pid, str(d), ns, dc)
+                          p.pid, str(d), ns, dc, p.metrics)
 
         errors = []
         with ThreadPoolExecutor(max_workers=6) as pool:
@@ -486,11 +486,11 @@ def status(path: Path | None = None) -> str:
     with ThreadPoolExecutor(max_workers=8) as pool:
         counts = list(pool.map(sessions, state.daemons))
     rows = [[d.name, d.role, d.data_center or "-", d.netns or "-", str(d.pid),
-             "yes" if _alive(d) else "NO", f"{d.host}:{d.port}",
+             "yes" if _alive(d) else "NO", f"{d.host}:{d.port}", d.metrics or "-",
              "-" if n is None else str(n)] for d, n in zip(state.daemons, counts, strict=True)]
     out = [f"lab {state.prefix} (topology {state.topology}, state {path})", "",
-           _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "sessions"],
-                  rows)]
+           _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "metrics",
+                   "sessions"], rows)]
     present = lab_namespaces(state.prefix)
     hosts = [n for n in present if "-vm-" not in n]
     out += ["", f"namespaces ({len(present)}): " + ", ".join(hosts)
@@ -514,7 +514,8 @@ def daemon_summary(path: Path | None = None) -> dict[str, Any]:
     return {"prefix": state.prefix,
             "daemons": [{"name": d.name, "role": d.role, "data-center": d.data_center,
                          "netns": d.netns, "pid": d.pid, "alive": _alive(d), "host": d.host,
-                         "port": d.port, "sessions": sessions(d)} for d in state.daemons],
+                         "port": d.port, "sessions": sessions(d), "metrics": d.metrics}
+                        for d in state.daemons],
             "namespaces": lab_namespaces(state.prefix),
             "vms": [{k: v.get(k) for k in ("name", "tenant", "vserver", "state",
                                             "attachment-state")} for v in vms_of(state)]}

@@ -36,6 +36,7 @@ class Daemon:
     state_dir: str
     netns: str | None = None  # the host namespace it manages (nve, vserver)
     data_center: str | None = None
+    metrics: str | None = None  # HOST:PORT of its /metrics and /healthz (HTTP)
 
 
 @dataclass
