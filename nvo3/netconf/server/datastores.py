@@ -4,7 +4,8 @@ Everything here runs under the server's lock; the methods take the calling sessi
 Rules implemented (RFC 6241 sections 7.5, 8.3, 8.4, 7.2):
 - a lock held by another session refuses lock (lock-denied, error-info session-id) and any
   write to that datastore (in-use);
-- a modified candidate cannot be locked; the candidate lock holder's end discards its changes;
+- a modified candidate cannot be locked; the candidate lock holder's unlock or end discards
+  its changes;
 - commit and discard-changes by another session while the candidate is locked are refused;
 - a confirmed commit rolls back on timeout, on cancel-commit, and when its session ends unless
   it was given a persist id; a persisted confirmed commit survives a restart.
@@ -102,6 +103,9 @@ class Datastores:
         if holder != session:
             why = "is not locked" if holder is None else f"is locked by session {holder}"
             raise RpcError("operation-failed", f"{name} {why}", type="protocol")
+        if name == "candidate" and self.candidate_modified():
+            log.info("session %d unlocked the candidate: discarding its changes", session)
+            self.candidate = self.running      # as at the session's end (Netopeer2, Junos)
         del self.locks[name]
 
     def check_writable(self, name: str, session: int) -> None:
@@ -121,7 +125,7 @@ class Datastores:
             del self.locks[name]
         if self.pending and self.pending.owner == session and self.pending.persist is None:
             log.warning("session %d ended before confirming its commit: rolling back", session)
-            self._rollback("session-end")
+            self._rollback("session-end", session)
 
     # -- writing --------------------------------------------------------------------------
 

@@ -227,10 +227,11 @@ class NetconfServer:
             if session.closed:
                 return
             session.closed = True
-            self.sessions.pop(session.session_id, None)
             if session.subscription:
                 self.events.unsubscribe(session.subscription)
+            # still known while its confirmed commit rolls back: the event names its user
             self.datastores.session_ended(session.session_id)
+            self.sessions.pop(session.session_id, None)
             for name in [n for n in self.lock_times if n not in self.datastores.locks]:
                 del self.lock_times[name]
         log.info("session %d closed", session.session_id)

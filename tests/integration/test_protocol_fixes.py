@@ -1,0 +1,163 @@
+"""Issue 13, "each protocol behaviour made right": an ndirector daemon as its own process,
+reached over real SSH by nvo3's client (ncclient underneath) and by raw sockets and paramiko
+where a client must misbehave (drop the connection)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+import pytest
+from lxml import etree
+
+from nvo3.launcher import RoleProcess
+from nvo3.netconf.client import Client
+from nvo3.netconf.proto.xml import BASE_NS, NC_NOTIFICATIONS_NS
+
+if TYPE_CHECKING:
+    from conftest import Daemons
+
+NC = BASE_NS
+ND = "urn:nvo3:yang:nvo3-ndirector"
+NCN = NC_NOTIFICATIONS_NS
+NS = {"nc": NC, "nd": ND, "ncn": NCN}
+
+
+def nve(name: str, n: int, extra: str = "") -> str:
+    """One valid managed NVE (address 198.18.1.n, VTEP 198.18.0.n)."""
+    return (f"<nve><name>{name}</name><address>198.18.1.{n}</address>"
+            f"<vtep-address>198.18.0.{n}</vtep-address>{extra}</nve>")
+
+
+def config(*parts: str) -> str:
+    return (f'<config xmlns="{NC}" xmlns:nc="{NC}"><ndirector xmlns="{ND}">{"".join(parts)}'
+            "</ndirector></config>")
+
+
+def nves(*items: str) -> str:
+    return "<nves>" + "".join(items) + "</nves>"
+
+
+def xp(el: etree._Element, path: str) -> Any:
+    return el.xpath(path, namespaces=NS)
+
+
+def nve_names(data: etree._Element) -> list[str]:
+    return [str(t) for t in xp(data, "nd:ndirector/nd:nves/nd:nve/nd:name/text()")]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def next_event(c: Client, name: str, timeout: float = 5.0) -> etree._Element:
+    """The next notification whose event is `name` (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {name} notification within {timeout} s"
+        try:
+            n = c.notifications.get(timeout=left)
+        except Exception:
+            continue
+        events = [e for e in n if etree.QName(e).localname == name]
+        if events:
+            return events[0]
+
+
+# 4. unlock of the candidate discards the locking session's uncommitted changes ---------------
+def test_unlock_of_candidate_discards_its_uncommitted_changes(nd: RoleProcess,
+                                                              session: Client) -> None:
+    session.lock("candidate")
+    session.edit_config(config(nves(nve("host1", 1))), target="candidate")
+    assert nve_names(session.get_config("candidate")) == ["host1"]
+    session.unlock("candidate")
+    assert nve_names(session.get_config("candidate")) == []
+    assert nve_names(session.get_config("running")) == []
+    with nd.connect() as other:                   # and another session can lock it at once
+        other.lock("candidate")
+        other.unlock("candidate")
+
+
+def test_unlock_after_commit_keeps_the_committed_configuration(session: Client) -> None:
+    session.lock("candidate")
+    session.edit_config(config(nves(nve("host1", 1))), target="candidate")
+    session.commit()
+    session.unlock("candidate")
+    assert nve_names(session.get_config("running")) == ["host1"]
+    assert nve_names(session.get_config("candidate")) == ["host1"]
+
+
+# 5. a session that ends before confirming: rollback and its event ----------------------------
+@pytest.mark.parametrize("how", ["close-session", "drop"])
+def test_confirmed_commit_rollback_at_session_end_is_notified(nd: RoleProcess, session: Client,
+                                                              how: str) -> None:
+    session.create_subscription()
+    a = nd.connect()
+    a.edit_config(config(nves(nve("host1", 1))), target="candidate")
+    a.commit(confirmed=True, timeout=60)
+    started = next_event(session, "netconf-confirmed-commit")
+    assert xp(started, "string(ncn:confirm-event)") == "start"
+    sid = a.session_id
+    if how == "close-session":
+        a.close()
+    else:
+        a.session.transport.close()          # the TCP connection just goes away
+    event = next_event(session, "netconf-confirmed-commit")
+    assert xp(event, "string(ncn:confirm-event)") == "cancel"
+    assert xp(event, "string(ncn:username)") == nd.username
+    assert xp(event, "string(ncn:session-id)") == str(sid)
+    assert xp(event, "string(ncn:source-host)") == "127.0.0.1"
+    assert nve_names(session.get_config("running")) == []
+    a.close()
+    log = (nd.state_dir / "daemon.log").read_text()
+    assert "could not build netconf-confirmed-commit" not in log
+
+
+# 6. ordinary client disconnects: one INFO line, no traceback ---------------------------------
+def test_client_disconnects_are_logged_at_info_without_traceback(daemons: Daemons) -> None:
+    proc = daemons.start()
+    log_file = proc.state_dir / "daemon.log"
+    # close without close-session (nvo3's client drops its transport)
+    c = proc.connect()
+    c.session.transport.close()
+    # TCP reset before the SSH banner, and EOF after it
+    s = socket.create_connection((proc.host, proc.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    s = socket.create_connection((proc.host, proc.port))
+    s.recv(100)
+    s.close()
+    # authenticated, the netconf subsystem open, then a TCP reset (no hello, no close)
+    for hello in (False, True):
+        s = socket.create_connection((proc.host, proc.port))
+        t = paramiko.Transport(s)
+        t.start_client(timeout=10)
+        t.auth_password(proc.username, proc.password)
+        ch = t.open_session()
+        ch.invoke_subsystem("netconf")
+        if hello:
+            ch.sendall(f'<hello xmlns="{NC}"><capabilities><capability>'
+                       'urn:ietf:params:netconf:base:1.0</capability></capabilities>'
+                       "</hello>]]>]]>".encode())
+        ch.recv(65536)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        t.close()
+    with proc.connect() as probe:                  # the server still serves
+        assert probe.get_config("running") is not None
+    assert wait_for(lambda: log_file.read_text().count("session ended") >= 4, 5)
+    time.sleep(0.3)
+    text = log_file.read_text()
+    assert "Traceback" not in text, text
+    assert " ERROR " not in text and " WARNING " not in text, text
+    assert "client disconnected" in text
