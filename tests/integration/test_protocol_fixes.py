@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from nvo3.launcher import RoleProcess
-from nvo3.netconf.client import Client
+from nvo3.netconf.client import Client, RemoteRpcError
 from nvo3.netconf.proto.xml import BASE_NS, NC_NOTIFICATIONS_NS
 
 if TYPE_CHECKING:
@@ -161,3 +161,77 @@ def test_client_disconnects_are_logged_at_info_without_traceback(daemons: Daemon
     assert "Traceback" not in text, text
     assert " ERROR " not in text and " WARNING " not in text, text
     assert "client disconnected" in text
+
+
+# 2. the candidate's constraints wait for <commit> and <validate> (RFC 7950 section 8.3.3) ----
+def network(vni: int, tenant: str, *members: str) -> str:
+    m = "".join(f"<member-nve>{x}</member-nve>" for x in members)
+    return f"<network><vni>{vni}</vni><tenant>{tenant}</tenant>{m}</network>"
+
+
+def networks(*items: str) -> str:
+    return "<networks>" + "".join(items) + "</networks>"
+
+
+def test_candidate_replace_valid_only_with_a_later_edit(session: Client) -> None:
+    """A default-operation replace whose network names an NVE (leafref) that only the next
+    edit adds is accepted into the candidate; the commit of both succeeds."""
+    session.edit_config(config(networks(network(100, "alice", "host9"))), target="candidate",
+                        default_operation="replace")
+    assert [str(v) for v in xp(session.get_config("candidate"),
+                                "//nd:member-nve/text()")] == ["host9"]
+    session.edit_config(config(nves(nve("host9", 9))), target="candidate")
+    session.dispatch("<validate><source><candidate/></source></validate>")
+    session.commit()
+    running = session.get_config("running")
+    assert nve_names(running) == ["host9"]
+    assert [str(v) for v in xp(running, "//nd:member-nve/text()")] == ["host9"]
+
+
+def test_commit_of_an_invalid_candidate_is_refused(session: Client) -> None:
+    session.edit_config(config(nves(nve("host1", 1))), target="running")
+    # a dangling leafref, and an NVE without its mandatory vtep-address
+    session.edit_config(config(networks(network(100, "alice", "nosuch"))), target="candidate")
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.commit()
+    err = excinfo.value
+    assert err.tag == "data-missing"
+    assert err.app_tag == "instance-required"
+    assert err.path == "/nvo3-ndirector:ndirector/networks/network[vni='100']/member-nve[.='nosuch']"
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.dispatch("<validate><source><candidate/></source></validate>")
+    assert excinfo.value.tag == "data-missing"
+    assert nve_names(session.get_config("running")) == ["host1"]
+    assert xp(session.get_config("running"), "//nd:network") == []
+    session.discard_changes()
+    session.edit_config(config(nves("<nve><name>host2</name><address>198.18.1.2</address>"
+                                    "</nve>")), target="candidate")
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.commit()
+    assert excinfo.value.tag == "data-missing"
+    assert "vtep-address" in (excinfo.value.path or "") + str(excinfo.value)
+    assert nve_names(session.get_config("running")) == ["host1"]
+    # the candidate keeps what was refused, for the client to fix it
+    assert nve_names(session.get_config("candidate")) == ["host1", "host2"]
+
+
+def test_candidate_still_refuses_schema_and_type_errors(session: Client) -> None:
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.edit_config(config(nves(nve("host1", 1, "<bogus/>"))), target="candidate")
+    assert excinfo.value.tag == "unknown-element"
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.edit_config(config(nves("<nve><name>h</name><address>198.18.1.1</address>"
+                                        "<vtep-address>not-an-ip</vtep-address></nve>")),
+                            target="candidate")
+    assert excinfo.value.tag == "invalid-value"
+    assert nve_names(session.get_config("candidate")) == []
+
+
+def test_confirmed_commit_of_an_invalid_candidate_is_refused(session: Client) -> None:
+    session.edit_config(config(networks(network(7, "bob", "ghost"))), target="candidate")
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.commit(confirmed=True, timeout=30)
+    assert excinfo.value.tag == "data-missing"
+    assert xp(session.get_config("running"), "//nd:network") == []
+    with pytest.raises(RemoteRpcError):
+        session.dispatch("<cancel-commit/>")          # nothing is pending

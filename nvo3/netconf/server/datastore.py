@@ -77,9 +77,12 @@ class Snapshot:
     already (its caches), so nobody ever sees a snapshot change under them.
     """
 
-    def __init__(self, schema: Schema, dnode: libyang.DNode | None):
+    def __init__(self, schema: Schema, dnode: libyang.DNode | None,
+                 constraints_checked: bool = True):
         self.schema = schema
         self.dnode = dnode
+        #: False for a candidate edited but not yet validated (constraints not checked)
+        self.constraints_checked = constraints_checked
         self._printed: dict[str, bytes] = {}
         self._dict: dict[str, Any] | None = None
         self._retired = False
@@ -132,6 +135,17 @@ class Snapshot:
     def validated(cls, schema: Schema, data: etree._Element) -> Snapshot:
         """Validate a <data> tree (raises RpcError) and return it as a snapshot."""
         return cls(schema, parse_config(schema, data))
+
+    @classmethod
+    def parsed(cls, schema: Schema, data: etree._Element) -> Snapshot:
+        """A <data> tree checked for schema, structure and types only (raises RpcError): the
+        candidate between <commit>s (RFC 7950 section 8.3.3)."""
+        return cls(schema, parse_config(schema, data, validate=False),
+                   constraints_checked=False)
+
+    def checked(self) -> Snapshot:
+        """This snapshot when validated, else a fully validated copy (raises RpcError)."""
+        return self if self.constraints_checked else Snapshot.validated(self.schema, self.tree())
 
     @classmethod
     def empty(cls, schema: Schema) -> Snapshot:

@@ -256,7 +256,9 @@ class Datastores:
                            "persist-id", type="protocol", info=[("bad-element", "persist-id")])
         self.check_writable("running", session)
         rollback = pending.rollback if pending else self.running
-        self._install(self.candidate)
+        checked = self.candidate.checked()     # its constraints, delayed to now (raises)
+        self._install(checked)
+        self.candidate = self.running
         if pending:
             self._stop_timer()
             self.pending = None                   # confirmed (or extended just below)

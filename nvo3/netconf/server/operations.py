@@ -172,18 +172,20 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise missing_element("config", "edit-config")
     sid = session.session_id
     ds = server.datastores
+    # the candidate's constraints are checked at <commit> and <validate> (RFC 7950 8.3.3)
+    check = target != "candidate"
     with server.lock:
         ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
-            if test_option != "test-only" and _as_session(
+            if check and test_option != "test-only" and _as_session(
                     server, sid, lambda: ds.merge_in_place(target, content, sid)):
                 return []
-            snapshot = merged(server.schema, ds.get(target), content)
+            snapshot = merged(server.schema, ds.get(target), content, validate=check)
             if test_option != "test-only":
                 _store(server, target, snapshot, sid, merged_xml=content)
             return []
-        budget = ds.in_place_budget(target)
+        budget = ds.in_place_budget(target) if check else 0
         if test_option != "test-only" and error_option != "continue-on-error" and budget:
             split = split_edit.split(server.schema, config, default_op, budget)
             if split is not None and _as_session(
@@ -198,7 +200,8 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
                 raise
             errors = [first]                   # stop-on-error keeps what came before it
         try:
-            snapshot = Snapshot.validated(server.schema, tree)
+            snapshot = Snapshot.validated(server.schema, tree) if check \
+                else Snapshot.parsed(server.schema, tree)
         except RpcError as invalid:
             raise RpcErrors([*errors, invalid]) from None
         if test_option != "test-only":
@@ -222,6 +225,8 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
     """Write `snapshot` to `target`; `merged_xml`: the plain-merge edit content that made it
     from the target's current configuration (running records just that in its journal)."""
     ds = server.datastores
+    if target != "candidate":
+        snapshot = snapshot.checked()          # a candidate copied: its constraints now
     server.current_session = sid
     try:
         if target == "running":
