@@ -235,3 +235,60 @@ def test_confirmed_commit_of_an_invalid_candidate_is_refused(session: Client) ->
     assert xp(session.get_config("running"), "//nd:network") == []
     with pytest.raises(RemoteRpcError):
         session.dispatch("<cancel-commit/>")          # nothing is pending
+
+
+# 1. netconf-config-change carries its <edit> list (RFC 6470) ----------------------------------
+def edits_of(event: etree._Element) -> list[tuple[str, str]]:
+    """(target as the client reads it: namespaces resolved to local names, operation)."""
+    out = []
+    for edit in xp(event, "ncn:edit"):
+        target = edit.find(f"{{{NCN}}}target")
+        text = target.text or ""
+        for prefix, uri in target.nsmap.items():
+            if prefix and f"{prefix}:" in text:
+                assert uri == ND, (prefix, uri)
+                text = text.replace(f"{prefix}:", "")
+        assert ":" not in text.split("[")[0], text          # every node was prefixed
+        out.append((text, xp(edit, "string(ncn:operation)")))
+    return out
+
+
+NDP = "/ndirector/nves/nve"
+
+
+def test_config_change_lists_its_edits(nd: RoleProcess, session: Client) -> None:
+    session.create_subscription()
+    with nd.connect() as b:
+        b.edit_config(config(nves(nve("host1", 1), nve("host2", 2))), target="running")
+        assert sorted(edits_of(next_event(session, "netconf-config-change"))) == [
+            (f"{NDP}[name='host1']", "create"), (f"{NDP}[name='host2']", "create")]
+        b.edit_config(config(nves(nve("host1", 1, "<port>831</port>"))), target="running")
+        assert edits_of(next_event(session, "netconf-config-change")) == [
+            (f"{NDP}[name='host1']", "merge")]
+        b.edit_config(config(nves('<nve nc:operation="delete"><name>host2</name></nve>')),
+                      target="running")
+        assert edits_of(next_event(session, "netconf-config-change")) == [
+            (f"{NDP}[name='host2']", "delete")]
+        b.edit_config(config("<data-center>dc7</data-center>"), target="running")
+        assert edits_of(next_event(session, "netconf-config-change")) == [
+            ("/ndirector/data-center", "create")]
+        # through the candidate: the entries that differ
+        b.edit_config(config(nves(nve("host3", 3),
+                                  '<nve nc:operation="delete"><name>host1</name></nve>')),
+                      target="candidate")
+        b.commit()
+        assert sorted(edits_of(next_event(session, "netconf-config-change"))) == [
+            (f"{NDP}[name='host1']", "delete"), (f"{NDP}[name='host3']", "create")]
+
+
+def test_config_change_of_a_large_edit_names_every_entry(nd: RoleProcess,
+                                                         session: Client) -> None:
+    session.create_subscription()
+    many = [nve(f"h{i}", 1 + i % 250, "").replace(f"198.18.0.{1 + i % 250}",
+                                                 f"198.19.{i // 250}.{i % 250}")
+            for i in range(600)]
+    with nd.connect() as b:
+        b.edit_config(config(nves(*many)), target="running")
+        event = next_event(session, "netconf-config-change", timeout=30)
+    assert sorted(edits_of(event)) == sorted((f"{NDP}[name='h{i}']", "create")
+                                             for i in range(600))

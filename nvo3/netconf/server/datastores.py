@@ -23,6 +23,7 @@ from pathlib import Path
 
 from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.errors import RpcError
+from nvo3.netconf.server import config_change
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.journal import JournalError
 from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
@@ -199,7 +200,8 @@ class Datastores:
             try:
                 if name == "running":
                     self._install(merge.after, merged_xml, changed=True, split=split,
-                                  edited=_edited(merge))
+                                  edited=_edited(merge),
+                                  edits=config_change.from_changes(merge.changes))
                 else:
                     self.candidate = merge.after
             except BaseException:
@@ -214,11 +216,13 @@ class Datastores:
 
     def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None,
                  changed: bool = False, split: SplitEdit | None = None,
-                 edited: tuple[str, ...] | None = None) -> None:
+                 edited: tuple[str, ...] | None = None,
+                 edits: list[config_change.Edit] | None = None) -> None:
         """Hand `snapshot` to the role, make it durable, make it running; `changed`: the caller
         knows it differs from running (an in-place edit: no whole-tree comparison);
         `merged_xml` or `split`: the edit that made it (what the journal records); `edited`:
-        the data paths it touched, for the role (an in-place edit)."""
+        the data paths it touched, for the role (an in-place edit); `edits`: what it did, for
+        netconf-config-change (else found from `merged_xml` or from a comparison)."""
         before = self.running
         if not changed and snapshot.xml() == before.xml():
             return
@@ -234,7 +238,11 @@ class Datastores:
             raise RpcError("operation-failed", f"the running configuration could not be "
                            f"saved: {err}") from None
         self.running = snapshot
-        self.on_event("config-change", {"before": before, "after": snapshot})
+        if edits is None:
+            edits = config_change.from_content(self.schema, merged_xml, before) \
+                if merged_xml is not None else config_change.from_diff(self.schema, before,
+                                                                       snapshot)
+        self.on_event("config-change", {"before": before, "after": snapshot, "edits": edits})
 
     # -- commit ---------------------------------------------------------------------------
 
