@@ -8,13 +8,14 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paramiko
 import pytest
 from lxml import etree
 
-from nvo3.launcher import RoleProcess
+from nvo3.launcher import RoleProcess, start_role
 from nvo3.netconf.client import Client, RemoteRpcError
 from nvo3.netconf.proto.xml import BASE_NS, NC_NOTIFICATIONS_NS
 
@@ -292,3 +293,125 @@ def test_config_change_of_a_large_edit_names_every_entry(nd: RoleProcess,
         event = next_event(session, "netconf-config-change", timeout=30)
     assert sorted(edits_of(event)) == sorted((f"{NDP}[name='h{i}']", "create")
                                              for i in range(600))
+
+
+# 7. secrets at rest ---------------------------------------------------------------------------
+def _peer_state(proc: RoleProcess, name: str) -> str:
+    with proc.connect() as c:
+        return str(xp(c.get(), f"string(nd:ndirector/nd:nves/nd:nve[nd:name='{name}']"
+                               "/nd:session/nd:state)"))
+
+
+def _files_holding(root: Path, secret: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+def test_peer_passwords_are_encrypted_at_rest(tmp_path: Path, daemons: Daemons) -> None:
+    nve_dir = tmp_path / "nve"
+    nve_dir.mkdir()
+    peer = start_role("nve", nve_dir, extra_args=("--store-only",))
+    try:
+        nd = daemons.start()
+        entry = ("<nve><name>host1</name><address>127.0.0.1</address>"
+                 f"<port>{peer.port}</port><username>{peer.username}</username>"
+                 f"<password>{peer.password}</password><host-key>{peer.host_key}</host-key>"
+                 "<vtep-address>198.18.0.1</vtep-address></nve>")
+        with nd.connect() as c:
+            c.edit_config(config(nves(entry)), target="running")          # journal: merge
+            c.dispatch("<copy-config><target><startup/></target><source><running/></source>"
+                       "</copy-config>")                                     # startup
+            c.edit_config(config(nves(entry.replace("<nve>", '<nve nc:operation="replace">'))),
+                          target="running")                                  # journal: edit
+        assert wait_for(lambda: _peer_state(nd, "host1") == "connected", 20)
+        secret = peer.password.encode()
+        assert _files_holding(nd.state_dir, secret) == []
+        key = nd.state_dir / "secrets.key"
+        assert (key.stat().st_mode & 0o777) == 0o600
+        assert (nd.state_dir / "ssh_host_ed25519_key").exists()           # beside the host key
+        assert not list((nd.state_dir / "datastores").glob("*.key"))
+        # still served in clear to a client with the right, and read back after a restart
+        with nd.connect() as c:
+            assert str(xp(c.get_config(), "string(//nd:password)")) == peer.password
+        nd = daemons.restart(nd)
+        assert wait_for(lambda: _peer_state(nd, "host1") == "connected", 20)
+        with nd.connect() as c:
+            assert str(xp(c.get_config("startup"), "string(//nd:password)")) == peer.password
+        assert _files_holding(nd.state_dir, secret) == []
+    finally:
+        peer.stop()
+
+
+def test_a_clear_text_store_is_read_and_rewritten_encrypted(daemons: Daemons) -> None:
+    """A state directory written before secrets were encrypted (clear passwords in the
+    running base and in startup) is loaded as it is and rewritten encrypted."""
+    nd = daemons.start()
+    nd.stop()
+    password = "legacy-Secret-42"
+    body = (f'<config xmlns="{NC}"><ndirector xmlns="{ND}"><nves><nve><name>old</name>'
+            f"<address>198.18.1.9</address><port>830</port><password>{password}</password>"
+            "<enabled>false</enabled><vtep-address>198.18.0.9</vtep-address></nve></nves>"
+            "</ndirector></config>\n").encode()
+    datastores = nd.state_dir / "datastores"
+    for f in datastores.glob("running.*"):
+        f.unlink()
+    (datastores / "running.0.xml").write_bytes(body)
+    (datastores / "startup.xml").write_bytes(body)
+    (nd.state_dir / "secrets.key").unlink(missing_ok=True)
+    assert _files_holding(nd.state_dir, password.encode())
+    nd = daemons.restart(nd)
+    with nd.connect() as c:
+        assert str(xp(c.get_config("running"), "string(//nd:password)")) == password
+        assert str(xp(c.get_config("startup"), "string(//nd:password)")) == password
+    assert _files_holding(nd.state_dir, password.encode()) == []
+    nd = daemons.restart(nd)
+    with nd.connect() as c:
+        assert str(xp(c.get_config("running"), "string(//nd:password)")) == password
+
+
+# 3. continue-on-error applies the valid parts (RFC 6241 section 7.2) ---------------------------
+def _mixed_edit() -> str:
+    """Valid: NVE host1, network 100 -> host1. Invalid only to validation: NVE bad (its VTEP
+    address is no IP address), network 200 -> nosuch (a dangling leafref)."""
+    bad = ("<nve><name>bad</name><address>198.18.1.7</address>"
+           "<vtep-address>not-an-ip</vtep-address></nve>")
+    return config(nves(nve("host1", 1), bad),
+                  networks(network(100, "alice", "host1"), network(200, "bob", "nosuch")))
+
+
+def _vnis(data: etree._Element) -> list[int]:
+    return [int(v) for v in xp(data, "nd:ndirector/nd:networks/nd:network/nd:vni/text()")]
+
+
+@pytest.mark.parametrize("target", ["running", "candidate"])
+def test_continue_on_error_applies_the_valid_parts(session: Client, target: str) -> None:
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.edit_config(_mixed_edit(), target=target, error_option="continue-on-error")
+    errors = excinfo.value.errors
+    data = session.get_config(target)
+    assert nve_names(data) == ["host1"]
+    if target == "running":
+        assert sorted(e.tag for e in errors) == ["data-missing", "invalid-value"]
+        assert any("nve[name='bad']" in (e.path or "") for e in errors), errors
+        assert any("network[vni='200']" in (e.path or "") for e in errors), errors
+        assert _vnis(data) == [100]
+    else:            # the candidate checks the leafref at commit: network 200 is kept
+        assert [e.tag for e in errors] == ["invalid-value"]
+        assert _vnis(data) == [100, 200]
+
+
+@pytest.mark.parametrize("option", ["stop-on-error", "rollback-on-error"])
+def test_stop_and_rollback_on_error_apply_nothing_of_an_invalid_edit(session: Client,
+                                                                     option: str) -> None:
+    with pytest.raises(RemoteRpcError):
+        session.edit_config(_mixed_edit(), target="running", error_option=option)
+    assert nve_names(session.get_config()) == []
+    assert _vnis(session.get_config()) == []
+
+
+def test_continue_on_error_with_nothing_valid_changes_nothing(session: Client) -> None:
+    session.edit_config(config(nves(nve("host1", 1))), target="running")
+    with pytest.raises(RemoteRpcError) as excinfo:
+        session.edit_config(config(networks(network(300, "x", "ghost"))), target="running",
+                            error_option="continue-on-error")
+    assert [e.tag for e in excinfo.value.errors] == ["data-missing"]
+    assert nve_names(session.get_config()) == ["host1"] and _vnis(session.get_config()) == []

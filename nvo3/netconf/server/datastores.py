@@ -29,6 +29,7 @@ from nvo3.netconf.server.journal import JournalError
 from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
 from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.secrets import KEY_FILE, SecretBox
 from nvo3.netconf.server.split_edit import SplitEdit
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,22 @@ class Datastores:
     """The three datastores of one server."""
 
     def __init__(self, schema: Schema, state_dir: Path, installer: Installer,
-                 lock: threading.RLock, on_event: Callable[[str, dict], None]):
+                 lock: threading.RLock, on_event: Callable[[str, dict], None],
+                 secrets_key: Path | None = None):
         self.schema = schema
         self.state_dir = state_dir
         self.installer = installer
         self.lock = lock
         self.on_event = on_event          # ("config-change"| "confirmed-commit", details)
-        self.store = RunningStore(schema, state_dir)
+        # secret leaves are encrypted on disk, with a key kept out of the datastores' folder
+        self.secrets = SecretBox(schema, secrets_key or Path(state_dir).parent / KEY_FILE)
+        self.store = RunningStore(schema, state_dir, self.secrets)
         self.merger = InPlaceMerger(schema)
         self.running = self.store.loaded
-        self.startup = load_snapshot(schema, self._file("startup"))
+        self.startup = load_snapshot(schema, self._file("startup"), self.secrets)
+        if self.secrets.found_clear:          # written before secrets were encrypted
+            save_snapshot(self._file("startup"), self.startup, self.secrets)
+            self.secrets.found_clear = False
         self.candidate = self.running
         self.locks: dict[str, int] = {}
         self.pending: PendingConfirm | None = None
@@ -149,7 +156,7 @@ class Datastores:
     def set_startup(self, snapshot: Snapshot, session: int) -> None:
         """Make `snapshot` the startup configuration (persisted)."""
         self.check_writable("startup", session)
-        save_snapshot(self._file("startup"), snapshot)
+        save_snapshot(self._file("startup"), snapshot, self.secrets)
         self.startup = snapshot
 
     def delete_startup(self, session: int) -> None:
@@ -344,7 +351,8 @@ class Datastores:
         if self.pending is None or self.pending.persist is None:
             path.unlink(missing_ok=True)
             return
-        save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback)
+        save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback,
+                      self.secrets)
         write_atomically(path, json.dumps({"persist": self.pending.persist,
                                            "deadline": self.pending.deadline}).encode())
 
@@ -361,7 +369,8 @@ class Datastores:
         if not path.exists():
             return
         saved = json.loads(path.read_text())
-        rollback = load_snapshot(self.schema, self.state_dir / "confirmed-rollback.xml")
+        rollback = load_snapshot(self.schema, self.state_dir / "confirmed-rollback.xml",
+                                 self.secrets)
         self.pending = PendingConfirm(rollback, 0, saved["persist"], saved["deadline"])
         log.info("resuming persisted confirmed commit %r (%.0f s left)", saved["persist"],
                  saved["deadline"] - time.time())
