@@ -114,3 +114,14 @@ def test_content_edits_name_each_entry(schema: Schema) -> None:
     assert config_change.from_content(schema, content, Snapshot.empty(schema)) == [
         ("/nvo3-ndirector:ndirector/nves/nve[name='a']", "create"),
         ("/nvo3-ndirector:ndirector/nves/nve[name='b']", "create")]
+
+
+@pytest.mark.parametrize("path", [
+    "/m:a/b[k='1'][j=\"]x[\"]/c", "/m:a/b/c", "/m:a[x='/']/b", "/m:l[.='a]b']/z[q='1']"])
+def test_summary_target_equals_the_step_by_step_cut(path: str) -> None:
+    kept = []
+    for step in config_change.steps(path):
+        kept.append(step)
+        if "[" in step:
+            break
+    assert config_change.summary_target(path) == "/" + "/".join(kept)
