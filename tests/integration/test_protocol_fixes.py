@@ -415,3 +415,13 @@ def test_continue_on_error_with_nothing_valid_changes_nothing(session: Client) -
                             error_option="continue-on-error")
     assert [e.tag for e in excinfo.value.errors] == ["data-missing"]
     assert nve_names(session.get_config()) == ["host1"] and _vnis(session.get_config()) == []
+
+
+def test_copy_of_an_invalid_candidate_to_running_or_startup_is_refused(session: Client) -> None:
+    session.edit_config(config(networks(network(9, "eve", "ghost"))), target="candidate")
+    for target in ("running", "startup"):
+        with pytest.raises(RemoteRpcError) as excinfo:
+            session.dispatch(f"<copy-config><target><{target}/></target><source><candidate/>"
+                             "</source></copy-config>")
+        assert excinfo.value.tag == "data-missing"
+        assert xp(session.get_config(target), "//nd:network") == []
