@@ -26,7 +26,7 @@ from lxml import etree
 from nvo3 import YANG_DIR
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.proto.xml import BASE_NS, base, local_name, parse
-from nvo3.netconf.server import operations
+from nvo3.netconf.server import config_change, operations
 from nvo3.netconf.server.datastore import Snapshot, print_xml
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
@@ -241,10 +241,11 @@ class NetconfServer:
             if session.closed:
                 return
             session.closed = True
-            self.sessions.pop(session.session_id, None)
             if session.subscription:
                 self.events.unsubscribe(session.subscription)
+            # still known while its confirmed commit rolls back: the event names its user
             self.datastores.session_ended(session.session_id)
+            self.sessions.pop(session.session_id, None)
             for name in [n for n in self.lock_times if n not in self.datastores.locks]:
                 del self.lock_times[name]
         log.info("session %d closed", session.session_id)
@@ -298,7 +299,12 @@ class NetconfServer:
         if kind == "config-change":
             self.observer.running_changed(self.current_session, self._edited)
             self._edited = None
-            self._publish_base("netconf-config-change", {"datastore": "running"})
+            who = self.sessions.get(self.current_session or 0)
+            self.events.publish(config_change.notification(
+                None if who is None else {"username": who.info.username,
+                                          "session-id": who.session_id,
+                                          "source-host": who.info.source_host},
+                details["edits"], self.schema.namespaces))
         elif kind == "confirmed-commit":
             content: dict[str, Any] = {"confirm-event": details["event"]}
             if details.get("timeout") and details["event"] in ("start", "extend"):
@@ -338,13 +344,7 @@ class NetconfServer:
 
     def _publish_base(self, name: str, content: dict[str, Any]) -> None:
         """RFC 6470 notifications (netconf-session-start, -end, -config-change, ...)."""
-        if name == "netconf-config-change":
-            who = self.sessions.get(self.current_session or 0)
-            changed_by: dict[str, Any] = {"server": None} if who is None else {
-                "username": who.info.username, "session-id": who.session_id,
-                "source-host": who.info.source_host}
-            content = {"changed-by": changed_by, **content}
-        elif name == "netconf-confirmed-commit" and "session-id" in content:
+        if name == "netconf-confirmed-commit" and "session-id" in content:
             who = self.sessions.get(content["session-id"])
             if who is None:
                 del content["session-id"]

@@ -30,7 +30,7 @@ from nvo3.netconf.proto.xml import (
     namespace,
     qname,
 )
-from nvo3.netconf.server import split_edit
+from nvo3.netconf.server import edit_parts, split_edit
 from nvo3.netconf.server.context import CallingSession, OperationServer
 from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
@@ -172,18 +172,26 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise missing_element("config", "edit-config")
     sid = session.session_id
     ds = server.datastores
+    # the candidate's constraints are checked at <commit> and <validate> (RFC 7950 8.3.3)
+    check = target != "candidate"
     with server.lock:
         ds.check_writable(target, sid)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
-            if test_option != "test-only" and _as_session(
-                    server, sid, lambda: ds.merge_in_place(target, content, sid)):
+            try:
+                if check and test_option != "test-only" and _as_session(
+                        server, sid, lambda: ds.merge_in_place(target, content, sid)):
+                    return []
+                snapshot = merged(server.schema, ds.get(target), content, validate=check)
+            except RpcError:
+                if error_option != "continue-on-error":
+                    raise
+                snapshot = None                # its valid parts: by the Editor, below
+            if snapshot is not None:
+                if test_option != "test-only":
+                    _store(server, target, snapshot, sid, merged_xml=content)
                 return []
-            snapshot = merged(server.schema, ds.get(target), content)
-            if test_option != "test-only":
-                _store(server, target, snapshot, sid, merged_xml=content)
-            return []
-        budget = ds.in_place_budget(target)
+        budget = ds.in_place_budget(target) if check else 0
         if test_option != "test-only" and error_option != "continue-on-error" and budget:
             split = split_edit.split(server.schema, config, default_op, budget)
             if split is not None and _as_session(
@@ -197,10 +205,22 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
             if error_option == "rollback-on-error":
                 raise
             errors = [first]                   # stop-on-error keeps what came before it
+        schema = server.schema
+
+        def finish(data: etree._Element) -> Snapshot:
+            return Snapshot.validated(schema, data) if check else Snapshot.parsed(schema, data)
+
         try:
-            snapshot = Snapshot.validated(server.schema, tree)
+            snapshot = finish(tree)
         except RpcError as invalid:
-            raise RpcErrors([*errors, invalid]) from None
+            if error_option != "continue-on-error" or default_op == "replace":
+                raise RpcErrors([*errors, invalid]) from None
+            # continue-on-error: the parts that are valid (RFC 6241 section 7.2)
+            parted, errors = edit_parts.apply_parts(schema, ds.get(target), config, default_op,
+                                                    finish)
+            if parted is None:
+                raise RpcErrors(errors) from None
+            snapshot = parted
         if test_option != "test-only":
             _store(server, target, snapshot, sid)
     if errors:
@@ -222,6 +242,8 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
     """Write `snapshot` to `target`; `merged_xml`: the plain-merge edit content that made it
     from the target's current configuration (running records just that in its journal)."""
     ds = server.datastores
+    if target != "candidate":
+        snapshot = snapshot.checked()          # a candidate copied: its constraints now
     server.current_session = sid
     try:
         if target == "running":

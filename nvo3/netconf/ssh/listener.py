@@ -25,6 +25,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from nvo3.netconf.ssh import disconnects
 from nvo3.netconf.ssh.transport import HELLO_TIMEOUT, ChannelSink, SessionFactory, SessionLog, run_session
 from nvo3.netconf.ssh.users import UserStore
 
@@ -146,6 +147,7 @@ class SshServer:
 
     def start(self) -> None:
         """Load/create the host key, bind, listen; returns once bound (see :attr:`port`)."""
+        disconnects.install()
         self.host_key = load_or_create_host_key(self.host_key_path)
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

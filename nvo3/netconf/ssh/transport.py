@@ -183,7 +183,10 @@ def run_session(channel: paramiko.Channel, factory: SessionFactory, username: st
     try:
         _serve(channel, factory, handler, sink, hello_timeout, slog)
     except (HelloError, FramingError) as exc:
-        slog.warning("protocol error, closing session: %s", exc)
+        if channel.closed or channel.eof_received:     # the client went away: ordinary
+            slog.info("client disconnected: %s", exc)
+        else:
+            slog.warning("protocol error, closing session: %s", exc)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         slog.info("transport lost: %s", exc)
     except Exception:
