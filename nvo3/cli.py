@@ -19,8 +19,10 @@ ROLES = ("nve", "vserver", "vcenter", "ndirector")
 
 def _serve(args: argparse.Namespace) -> int:
     from nvo3.daemon import Listen, RoleDaemon, serve_forever
+    from nvo3.netconf.limits import from_args
     try:
         listen = Listen.parse(args.listen)
+        limits = from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
@@ -30,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"network namespace {args.netns} does not exist")
     try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only)
+                            store_only=args.store_only, limits=limits)
         serve_forever(daemon)
     except OSError as exc:
         return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
@@ -120,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nve: the network namespace whose kernel the agent programs; "
                        "vserver: the host namespace its VMs' ports live in (default: the "
                        "root namespace); the server still listens in its own")
+    from nvo3.netconf.limits import add_arguments as add_limit_arguments
+    add_limit_arguments(serve)           # --max-sessions, --idle-timeout, ... (servers/README.md)
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")

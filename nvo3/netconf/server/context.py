@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.notifications import EventLog, Subscription
 from nvo3.netconf.server.role_api import RpcHandler
@@ -41,6 +42,10 @@ class OperationServer(Protocol):
     @property
     def lock(self) -> AbstractContextManager[Any]:
         """The one lock every datastore operation runs under."""
+
+    @property
+    def limits(self) -> ServerLimits:
+        """The server's resource limits (the xpath filter budget)."""
 
     @property
     def schema(self) -> Schema:

@@ -23,6 +23,7 @@ import libyang
 from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.proto.xml import BASE_NS, base, local_name, parse
 from nvo3.netconf.server import operations
@@ -70,6 +71,11 @@ class Session:
         self.subscription: Subscription | None = None
         self.closed = False
         self.after_reply: Callable[[], None] | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the session has a live subscription (exempt from the idle timeout)."""
+        return self.subscription is not None and not self.subscription.done
 
     def on_message(self, message: bytes) -> None:
         """Answer one whole <rpc> message (the transport calls this)."""
@@ -155,8 +161,9 @@ class NetconfServer:
     """The engine for one role: schema, datastores, sessions, events."""
 
     def __init__(self, role: Role, state_dir: Path, yang_dirs: tuple[Path, ...] = (YANG_DIR,),
-                 replay_capacity: int = 10_000):
+                 replay_capacity: int = 10_000, limits: ServerLimits | None = None):
         self.role = role
+        self.limits = limits or ServerLimits()
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.schema = Schema(yang_dirs, role.modules)

@@ -1,0 +1,141 @@
+"""Who may connect and log in, and how fast: the SSH listener's admission control.
+
+- :class:`Admission` counts connections that have not authenticated yet (over
+  `max_pending_auth` a new one is closed at once) and authenticated sessions, in total and per
+  user (over `max_sessions` / `max_sessions_per_user` a login's session is refused).
+- :class:`LoginDelays` makes each failed password cost a growing delay, per source address
+  and user name: the connection that failed waits, no one else does.
+- :class:`AcceptBackoff` paces the accept loop when accept() fails for want of resources
+  (EMFILE, ENFILE, ENOMEM, ENOBUFS) or a connection's thread cannot start: it sleeps a
+  bounded, growing delay, logs once per burst, and the listener keeps accepting.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from nvo3.netconf.limits import ServerLimits
+
+log = logging.getLogger(__name__)
+
+#: accept() errors that mean the listening socket itself is gone; any other (EMFILE,
+#: ENFILE, ENOMEM, ENOBUFS, ECONNABORTED, ...) passes and is met with a pause
+FATAL_ACCEPT_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+
+
+class Admission:
+    """Pending-authentication and session counts of one listener (thread-safe)."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.limits = limits
+        self._lock = threading.Lock()
+        self.pending = 0
+        self.sessions: Counter[str] = Counter()
+
+    def begin_auth(self) -> bool:
+        """Count a new unauthenticated connection; False (not counted) when over the cap."""
+        with self._lock:
+            if self.limits.max_pending_auth and self.pending >= self.limits.max_pending_auth:
+                return False
+            self.pending += 1
+            return True
+
+    def end_auth(self) -> None:
+        """The connection authenticated, or went away before it did."""
+        with self._lock:
+            self.pending -= 1
+
+    def begin_session(self, user: str) -> str | None:
+        """Count a session of `user`; None, or why it is refused (then not counted)."""
+        limits = self.limits
+        with self._lock:
+            total = sum(self.sessions.values())
+            if limits.max_sessions and total >= limits.max_sessions:
+                return f"{total} sessions open, the limit is {limits.max_sessions}"
+            mine = self.sessions[user]
+            if limits.max_sessions_per_user and mine >= limits.max_sessions_per_user:
+                return (f"user {user} has {mine} sessions open, the limit is "
+                        f"{limits.max_sessions_per_user}")
+            self.sessions[user] += 1
+            return None
+
+    def end_session(self, user: str) -> None:
+        """A session counted by begin_session ended."""
+        with self._lock:
+            self.sessions[user] -= 1
+            if self.sessions[user] <= 0:
+                del self.sessions[user]
+
+
+class LoginDelays:
+    """Failed passwords per (source address, user name), and the delay each one costs.
+
+    The n-th failure in a row costs login_delay * 2**(n-1) seconds, at most login_delay_max;
+    a success, or login_delay_max * 4 seconds without failure, forgets the count. At most
+    `capacity` keys are remembered (the oldest are forgotten first)."""
+
+    def __init__(self, limits: ServerLimits, capacity: int = 10_000,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.limits = limits
+        self.capacity = capacity
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def failed(self, source: str, user: str) -> float:
+        """Record a failure and wait its delay (on the caller's thread); the delay."""
+        delay = self._record(source, user)
+        if delay > 0:
+            self.sleep(delay)
+        return delay
+
+    def succeeded(self, source: str, user: str) -> None:
+        """Forget the failures of (source, user)."""
+        with self._lock:
+            self._failures.pop((source, user), None)
+
+    def _record(self, source: str, user: str) -> float:
+        limits = self.limits
+        if not limits.login_delay:
+            return 0.0
+        now = time.monotonic()
+        key = (source, user)
+        with self._lock:
+            count, last = self._failures.pop(key, (0, now))
+            if now - last > 4 * max(limits.login_delay_max, limits.login_delay):
+                count = 0
+            count += 1
+            self._failures[key] = (count, now)
+            while len(self._failures) > self.capacity:
+                del self._failures[next(iter(self._failures))]
+        delay = limits.login_delay * 2 ** min(count - 1, 32)
+        return min(delay, limits.login_delay_max) if limits.login_delay_max else delay
+
+
+class AcceptBackoff:
+    """Bounded, growing pauses after accept() failures; one WARNING per burst."""
+
+    def __init__(self, first: float = 0.01, longest: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.first, self.longest, self.sleep = first, longest, sleep
+        self.delay = 0.0
+        self.failures = 0
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """One failure: log it if it starts a burst, then pause."""
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("%s failed (%s): pausing and accepting again", what, exc)
+        self.delay = min(self.longest, self.delay * 2 if self.delay else self.first)
+        self.sleep(self.delay)
+
+    def succeeded(self) -> None:
+        """A connection was accepted: end the burst (logging how long it was)."""
+        if self.failures:
+            log.warning("accepting again after %d failures", self.failures)
+            self.failures, self.delay = 0, 0.0
