@@ -16,6 +16,7 @@ import os
 import resource
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -50,7 +51,7 @@ def run_with_budget(compute: Callable[[], bytes], budget: float) -> bytes:
         raise
     finally:
         os.close(read_fd)
-    _reap(pid)
+    _reap_soon(pid)
     data = b"".join(chunks)
     if data[:1] == b"\x00":
         return data[1:]
@@ -76,6 +77,7 @@ def _child(compute: Callable[[], bytes], budget: float, write_fd: int) -> None:
         view = memoryview(out)
         while view:
             view = view[os.write(write_fd, view):]
+        os.close(write_fd)         # EOF now: the parent need not wait for this exit
     except BaseException:
         status = 1
     finally:
@@ -116,6 +118,17 @@ def _kill(pid: int) -> None:
     except ProcessLookupError:
         pass
     _reap(pid)
+
+
+def _reap_soon(pid: int) -> None:
+    """Collect the child's exit status without waiting for it (a large process takes tens
+    of milliseconds to exit)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if not done:
+        threading.Thread(target=_reap, args=(pid,), daemon=True, name="budget-reaper").start()
 
 
 def _reap(pid: int) -> None:

@@ -36,6 +36,23 @@ log = logging.getLogger(__name__)
 SUBSYSTEM = "netconf"
 
 
+class _DisconnectsAtInfo(logging.Filter):
+    """paramiko logs a client's connection reset or broken pipe as an ERROR: an ordinary
+    disconnect, logged here at INFO."""
+
+    ORDINARY = ("Connection reset", "Broken pipe", "EOF")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and message.startswith("Socket exception") and any(
+                o in message for o in self.ORDINARY):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("paramiko.transport").addFilter(_DisconnectsAtInfo())
+
+
 def load_or_create_host_key(path: Path) -> paramiko.PKey:
     """Load the host key at `path`, creating an Ed25519 key (mode 0600) on first use."""
     path = Path(path)

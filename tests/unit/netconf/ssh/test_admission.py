@@ -1,0 +1,73 @@
+"""Admission control of the SSH listener: caps, failed-login delays, accept backoff."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pytest
+
+from nvo3.netconf.limits import ServerLimits, add_arguments, flag, from_args
+from nvo3.netconf.ssh.admission import AcceptBackoff, Admission, LoginDelays
+
+
+def test_pending_auth_cap() -> None:
+    admission = Admission(ServerLimits(max_pending_auth=2))
+    assert admission.begin_auth() and admission.begin_auth()
+    assert not admission.begin_auth()          # over the cap: not counted
+    admission.end_auth()
+    assert admission.begin_auth()
+
+
+def test_session_caps_total_and_per_user() -> None:
+    admission = Admission(ServerLimits(max_sessions=3, max_sessions_per_user=2))
+    assert admission.begin_session("alice") is None
+    assert admission.begin_session("alice") is None
+    assert admission.begin_session("alice") == "user alice has 2 sessions open, the limit is 2"
+    assert admission.begin_session("bob") is None
+    assert admission.begin_session("bob") == "3 sessions open, the limit is 3"
+    admission.end_session("alice")
+    assert admission.begin_session("bob") is None
+
+
+def test_login_delay_grows_per_source_and_user_and_is_forgotten_on_success() -> None:
+    slept: list[float] = []
+    delays = LoginDelays(ServerLimits(login_delay=0.5, login_delay_max=2), sleep=slept.append)
+    for _ in range(5):
+        delays.failed("198.18.0.1", "admin")
+    assert slept == [0.5, 1.0, 2.0, 2.0, 2.0]
+    assert delays.failed("198.18.0.1", "bob") == 0.5       # another user: own count
+    assert delays.failed("198.18.0.2", "admin") == 0.5     # another source: own count
+    delays.succeeded("198.18.0.1", "admin")
+    assert delays.failed("198.18.0.1", "admin") == 0.5
+
+
+def test_login_delays_remember_a_bounded_number_of_keys() -> None:
+    delays = LoginDelays(ServerLimits(), capacity=3, sleep=lambda s: None)
+    for n in range(10):
+        delays.failed(f"198.18.0.{n}", "x")
+    assert len(delays._failures) == 3
+
+
+def test_accept_backoff_is_bounded_and_logged_once_per_burst(
+        caplog: pytest.LogCaptureFixture) -> None:
+    slept: list[float] = []
+    backoff = AcceptBackoff(first=0.01, longest=0.1, sleep=slept.append)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(6):
+            backoff.failed("accept", OSError(24, "Too many open files"))
+        backoff.succeeded()
+    assert slept == [0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["accept failed ([Errno 24] Too many open files): pausing and "
+                        "accepting again", "accepting again after 6 failures"]
+
+
+def test_every_limit_has_a_serve_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert from_args(parser.parse_args([])) == ServerLimits()
+    limits = from_args(parser.parse_args([flag("max_sessions"), "5", "--xpath-budget", "0.5"]))
+    assert limits.max_sessions == 5 and limits.xpath_budget == 0.5
+    with pytest.raises(ValueError, match="idle_timeout must not be negative"):
+        from_args(parser.parse_args(["--idle-timeout", "-1"]))
