@@ -75,17 +75,21 @@ class Admission:
 class LoginDelays:
     """Failed passwords per (source address, user name), and the delay each one costs.
 
-    The n-th failure in a row costs login_delay * 2**(n-1) seconds, at most login_delay_max;
-    a success, or login_delay_max * 4 seconds without failure, forgets the count. At most
-    `capacity` keys are remembered (the oldest are forgotten first)."""
+    The n-th failure in a row costs login_delay * 2**(n-1) seconds, at most login_delay_max.
+    Failures of one key on parallel connections queue behind each other (each waits for the
+    previous one's delay to end, at most login_timeout in all), so more connections do not
+    buy more guesses. A success, or login_delay_max * 4 seconds without failure, forgets the
+    count. At most `capacity` keys are remembered (the oldest are forgotten first)."""
 
     def __init__(self, limits: ServerLimits, capacity: int = 10_000,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self.capacity = capacity
-        self.sleep = sleep
+        self.sleep, self.clock = sleep, clock
         self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        #: (source, user) -> (failures in a row, time of the last, end of its delay)
+        self._failures: dict[tuple[str, str], tuple[int, float, float]] = {}
 
     def failed(self, source: str, user: str) -> float:
         """Record a failure and wait its delay (on the caller's thread); the delay."""
@@ -103,18 +107,23 @@ class LoginDelays:
         limits = self.limits
         if not limits.login_delay:
             return 0.0
-        now = time.monotonic()
+        now = self.clock()
         key = (source, user)
         with self._lock:
-            count, last = self._failures.pop(key, (0, now))
+            count, last, release = self._failures.pop(key, (0, now, now))
             if now - last > 4 * max(limits.login_delay_max, limits.login_delay):
-                count = 0
+                count, release = 0, now
             count += 1
-            self._failures[key] = (count, now)
+            own = limits.login_delay * 2 ** min(count - 1, 32)
+            if limits.login_delay_max:
+                own = min(own, limits.login_delay_max)
+            until = max(now, release) + own
+            if limits.login_timeout:
+                until = min(until, now + limits.login_timeout)
+            self._failures[key] = (count, now, until)
             while len(self._failures) > self.capacity:
                 del self._failures[next(iter(self._failures))]
-        delay = limits.login_delay * 2 ** min(count - 1, 32)
-        return min(delay, limits.login_delay_max) if limits.login_delay_max else delay
+        return until - now
 
 
 class AcceptBackoff:

@@ -290,10 +290,13 @@ class SshServer:
         pending = [True]              # counted by the admission until it logs in
         try:
             transport = paramiko.Transport(conn)
-        except Exception:
+        except Exception as exc:         # out of memory or descriptors: drop this one only
+            slog.warning("cannot set up SSH on the connection: %s", exc)
             self.admission.end_auth()
             conn.close()
-            raise
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+            return
         with self._lock:
             self._transports.add(transport)
         try:

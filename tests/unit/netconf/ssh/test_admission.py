@@ -30,16 +30,46 @@ def test_session_caps_total_and_per_user() -> None:
     assert admission.begin_session("bob") is None
 
 
+class FakeTime:
+    """A clock that sleeping advances (or not, for parallel connections)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+        self.advance = True
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.advance:
+            self.now += seconds
+
+
+def delays_with(fake: FakeTime, **limits: float) -> LoginDelays:
+    return LoginDelays(ServerLimits(**limits), sleep=fake.sleep,  # type: ignore[arg-type]
+                       clock=lambda: fake.now)
+
+
 def test_login_delay_grows_per_source_and_user_and_is_forgotten_on_success() -> None:
-    slept: list[float] = []
-    delays = LoginDelays(ServerLimits(login_delay=0.5, login_delay_max=2), sleep=slept.append)
+    fake = FakeTime()
+    delays = delays_with(fake, login_delay=0.5, login_delay_max=2)
     for _ in range(5):
         delays.failed("198.18.0.1", "admin")
-    assert slept == [0.5, 1.0, 2.0, 2.0, 2.0]
+    assert fake.slept == [0.5, 1.0, 2.0, 2.0, 2.0]
     assert delays.failed("198.18.0.1", "bob") == 0.5       # another user: own count
     assert delays.failed("198.18.0.2", "admin") == 0.5     # another source: own count
     delays.succeeded("198.18.0.1", "admin")
     assert delays.failed("198.18.0.1", "admin") == 0.5
+    fake.now += 100                                        # long after: forgotten
+    assert delays.failed("198.18.0.2", "admin") == 0.5
+
+
+def test_parallel_failures_of_one_key_queue_up_to_the_login_timeout() -> None:
+    fake = FakeTime()
+    fake.advance = False             # five connections failing at the same moment
+    delays = delays_with(fake, login_delay=1, login_delay_max=4, login_timeout=10)
+    for _ in range(5):
+        delays.failed("198.18.0.1", "admin")
+    assert fake.slept == [1, 3, 7, 10, 10]   # each waits for the ones before it
 
 
 def test_login_delays_remember_a_bounded_number_of_keys() -> None:
