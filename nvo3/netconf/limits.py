@@ -19,9 +19,10 @@ class ServerLimits:
     """Limits of one server; 0 disables a count or time limit (never the default)."""
 
     #: authenticated sessions at once, all users together
-    max_sessions: int = 64
-    #: authenticated sessions at once of one user
-    max_sessions_per_user: int = 16
+    max_sessions: int = 128
+    #: authenticated sessions at once of one user (role-to-role sessions share one user:
+    #: a vCenter hears from each of its vServers as the same user)
+    max_sessions_per_user: int = 64
     #: connections that have not authenticated yet; more are closed at once
     max_pending_auth: int = 32
     #: a connection must authenticate and open the netconf subsystem within this time (s)
@@ -89,4 +90,7 @@ def from_args(args: argparse.Namespace) -> ServerLimits:
     """The limits given by `add_arguments`' flags (raises ValueError on a negative one)."""
     values: dict[str, Any] = {f.name: getattr(args, f"limit_{f.name}")
                               for f in fields(ServerLimits)}
+    for name, value in values.items():
+        if value < 0:
+            raise ValueError(f"{flag(name)} must not be negative (got {value})")
     return ServerLimits(**values)
