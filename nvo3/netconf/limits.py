@@ -25,6 +25,8 @@ class ServerLimits:
     max_sessions_per_user: int = 64
     #: connections that have not authenticated yet; more are closed at once
     max_pending_auth: int = 32
+    #: of those, from one source address (one host cannot take every slot)
+    max_pending_auth_per_source: int = 16
     #: a connection must authenticate and open the netconf subsystem within this time (s)
     login_timeout: float = 30.0
     #: a session with no RPC and no live subscription for this long is closed (s)
@@ -56,6 +58,8 @@ _HELP = {
     "max_sessions": "sessions at once, all users (default %(default)s)",
     "max_sessions_per_user": "sessions at once per user (default %(default)s)",
     "max_pending_auth": "unauthenticated connections at once (default %(default)s)",
+    "max_pending_auth_per_source": "unauthenticated connections at once from one address "
+                                   "(default %(default)s)",
     "login_timeout": "seconds to log in and open the netconf subsystem (default %(default)s)",
     "idle_timeout": "close a session without RPCs or subscription after this many seconds "
                     "(default %(default)s; 0: never)",

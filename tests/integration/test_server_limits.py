@@ -200,7 +200,7 @@ def test_fd_exhaustion_does_not_close_the_listener(daemons: Daemons) -> None:
     """Under a low RLIMIT_NOFILE the daemon runs out of descriptors (EMFILE at accept); it
     pauses, logs it once and keeps accepting: once the connections are gone, a normal client
     logs in and gets replies."""
-    proc = serve(daemons, "--max-pending-auth", "1000")
+    proc = serve(daemons, "--max-pending-auth", "1000", "--max-pending-auth-per-source", "1000")
     resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (64, 64))
     held = []
     try:
@@ -228,7 +228,8 @@ def test_fd_exhaustion_does_not_close_the_listener(daemons: Daemons) -> None:
 
 # unauthenticated connections ------------------------------------------------------------------
 def test_unauthenticated_connections_are_capped_and_timed_out(daemons: Daemons) -> None:
-    proc = serve(daemons, "--max-pending-auth", "4", "--login-timeout", "3")
+    proc = serve(daemons, "--max-pending-auth", "8", "--max-pending-auth-per-source", "4",
+                 "--login-timeout", "3")
     with login(proc) as served:                    # a logged-in client, served throughout
         pending = [socket.create_connection((proc.host, proc.port), timeout=5)
                    for _ in range(4)]
@@ -249,7 +250,7 @@ def test_unauthenticated_connections_are_capped_and_timed_out(daemons: Daemons) 
         with login(proc) as c:
             assert c.get_config("running") is not None
         timed("get-config after", lambda: served.get_config("running"))
-    assert "connections waiting to log in (the limit)" in daemon_log(proc)
+    assert "4 connections from 127.0.0.1 waiting to log in (the limit)" in daemon_log(proc)
 
 
 # sessions --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Who may connect and log in, and how fast: the SSH listener's admission control.
 
 - :class:`Admission` counts connections that have not authenticated yet (over
-  `max_pending_auth` a new one is closed at once) and authenticated sessions, in total and per
+  `max_pending_auth`, or `max_pending_auth_per_source` from one address, a new one is closed
+  at once) and authenticated sessions, in total and per
   user (over `max_sessions` / `max_sessions_per_user` a login's session is refused).
 - :class:`LoginDelays` makes each failed password cost a growing delay, per source address
   and user name: the connection that failed waits, no one else does.
@@ -35,20 +36,30 @@ class Admission:
         self.limits = limits
         self._lock = threading.Lock()
         self.pending = 0
+        self.pending_from: Counter[str] = Counter()
         self.sessions: Counter[str] = Counter()
 
-    def begin_auth(self) -> bool:
-        """Count a new unauthenticated connection; False (not counted) when over the cap."""
+    def begin_auth(self, source: str) -> str | None:
+        """Count a new unauthenticated connection from address `source`; None, or why it is
+        refused (then not counted)."""
+        limits = self.limits
         with self._lock:
-            if self.limits.max_pending_auth and self.pending >= self.limits.max_pending_auth:
-                return False
+            if limits.max_pending_auth and self.pending >= limits.max_pending_auth:
+                return f"{self.pending} connections waiting to log in (the limit)"
+            mine = self.pending_from[source]
+            if limits.max_pending_auth_per_source and mine >= limits.max_pending_auth_per_source:
+                return f"{mine} connections from {source} waiting to log in (the limit)"
             self.pending += 1
-            return True
+            self.pending_from[source] += 1
+            return None
 
-    def end_auth(self) -> None:
+    def end_auth(self, source: str) -> None:
         """The connection authenticated, or went away before it did."""
         with self._lock:
             self.pending -= 1
+            self.pending_from[source] -= 1
+            if self.pending_from[source] <= 0:
+                del self.pending_from[source]
 
     def begin_session(self, user: str) -> str | None:
         """Count a session of `user`; None, or why it is refused (then not counted)."""

@@ -256,18 +256,18 @@ class SshServer:
             backoff.failed(f"accept on port {self.port}", exc)
             return
         peer = (str(addr[0]), int(addr[1]))
-        if not self.admission.begin_auth():
+        refused = self.admission.begin_auth(peer[0])
+        if refused is not None:
             self._refused_pending += 1
             if self._refused_pending == 1 or self._refused_pending % 100 == 0:
-                log.warning("%d connections waiting to log in (the limit): closed %s:%d "
-                            "(%d refused so far)", self.admission.pending, peer[0], peer[1],
+                log.warning("%s: closed %s:%d (%d refused so far)", refused, peer[0], peer[1],
                             self._refused_pending)
             conn.close()
             return
         try:
             self._spawn(conn, peer)
         except RuntimeError as exc:          # can't start new thread
-            self.admission.end_auth()
+            self.admission.end_auth(peer[0])
             conn.close()
             backoff.failed("starting a connection thread", exc)
             return
@@ -292,7 +292,7 @@ class SshServer:
             transport = paramiko.Transport(conn)
         except Exception as exc:         # out of memory or descriptors: drop this one only
             slog.warning("cannot set up SSH on the connection: %s", exc)
-            self.admission.end_auth()
+            self.admission.end_auth(peer[0])
             conn.close()
             with self._lock:
                 self._threads.discard(threading.current_thread())
@@ -307,7 +307,7 @@ class SshServer:
             slog.exception("unexpected error on SSH connection")
         finally:
             if pending:
-                self.admission.end_auth()
+                self.admission.end_auth(peer[0])
             transport.close()
             with self._lock:
                 self._transports.discard(transport)
@@ -335,7 +335,7 @@ class SshServer:
             slog.warning("no authenticated netconf subsystem; disconnecting")
             return
         pending.clear()
-        self.admission.end_auth()
+        self.admission.end_auth(peer[0])
         refused = self.admission.begin_session(iface.username)
         if refused is not None:
             slog.warning("session refused: %s", refused)

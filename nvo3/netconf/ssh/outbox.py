@@ -4,8 +4,9 @@ Whoever produces output (the session's reader answering an RPC, a publisher deli
 notification, under the engine's lock or not) only appends to the queue, so a client that
 stops reading stalls nobody else. Its writer alone waits on the SSH window. A client that falls
 too far behind -- more than `output_queue_bytes` or `output_queue_messages` unsent, or no output
-accepted for `send_timeout` seconds while some waits -- is dropped: `on_drop(reason)` is called
-once, from whichever thread noticed, and must not block.
+accepted for `send_timeout` seconds while some waits -- is dropped: `on_drop(reason, lagging)`
+is called once, from whichever thread noticed, and must not block (`lagging` is False when the
+connection simply failed under the writer: the client went away).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Outbox:
     """A bounded output queue over one paramiko channel, written by its own thread."""
 
     def __init__(self, channel: paramiko.Channel, limits: ServerLimits,
-                 on_drop: Callable[[str], None], name: str = "netconf-writer") -> None:
+                 on_drop: Callable[[str, bool], None], name: str = "netconf-writer") -> None:
         self.channel = channel
         self.limits = limits
         self.on_drop = on_drop
@@ -92,13 +93,13 @@ class Outbox:
         since = self._blocked_since
         return 0.0 if since is None else time.monotonic() - since
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: str, lagging: bool = True) -> None:
         with self._cond:
             if self._dropped:
                 return
             self._dropped = True
         self.abort()
-        self.on_drop(reason)
+        self.on_drop(reason, lagging)
 
     def _run(self) -> None:
         while True:
@@ -111,7 +112,7 @@ class Outbox:
             try:
                 sent = self._write(data)
             except (OSError, EOFError, paramiko.SSHException) as exc:
-                self._drop(f"send failed: {exc}")
+                self._drop(f"send failed: {exc or type(exc).__name__}", lagging=False)
                 return
             with self._cond:
                 self._bytes -= len(data)

@@ -121,9 +121,12 @@ class ChannelSink:
             return
         self.outbox.put(encode(message, self.version))
 
-    def _dropped(self, reason: str) -> None:
+    def _dropped(self, reason: str, lagging: bool) -> None:
         """The outbox gave up on the client: end the connection without waiting for it."""
-        self.log.warning("dropping the session: %s", reason)
+        if lagging:
+            self.log.warning("dropping the session: %s", reason)
+        else:
+            self.log.info("closing the session: %s", reason)
         self._closed = True
         transport = self.channel.get_transport()
         if transport is not None:      # closing may wait for the writer: not on this thread

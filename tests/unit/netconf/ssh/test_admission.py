@@ -11,12 +11,16 @@ from nvo3.netconf.limits import ServerLimits, add_arguments, flag, from_args
 from nvo3.netconf.ssh.admission import AcceptBackoff, Admission, LoginDelays
 
 
-def test_pending_auth_cap() -> None:
-    admission = Admission(ServerLimits(max_pending_auth=2))
-    assert admission.begin_auth() and admission.begin_auth()
-    assert not admission.begin_auth()          # over the cap: not counted
-    admission.end_auth()
-    assert admission.begin_auth()
+def test_pending_auth_caps_in_total_and_per_source() -> None:
+    admission = Admission(ServerLimits(max_pending_auth=3, max_pending_auth_per_source=2))
+    a, b, c = "198.18.0.1", "198.18.0.2", "198.18.0.3"
+    assert admission.begin_auth(a) is None and admission.begin_auth(a) is None
+    assert admission.begin_auth(a) == f"2 connections from {a} waiting to log in (the limit)"
+    assert admission.begin_auth(b) is None
+    assert admission.begin_auth(c) == "3 connections waiting to log in (the limit)"
+    admission.end_auth(a)
+    assert admission.begin_auth(c) is None
+    assert admission.pending == 3 and dict(admission.pending_from) == {a: 1, b: 1, c: 1}
 
 
 def test_session_caps_total_and_per_user() -> None:
