@@ -467,3 +467,23 @@ def test_client_disconnects_are_logged_at_info_without_traceback(daemons: Daemon
     print("\n" + text)
     assert "Traceback" not in text
     assert not [x for x in text.splitlines() if " ERROR " in x]
+
+
+# filtered notifications ------------------------------------------------------------------------
+def test_a_subscription_filter_runs_on_the_subscribers_own_output(daemons: Daemons) -> None:
+    """A filtered subscription gets exactly what its filter selects (the filter runs on its
+    session's writer thread, not on the publisher's)."""
+    proc = serve(daemons)
+    ncn = "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"
+    got: list[str] = []
+    with login(proc) as sub, login(proc) as editor:
+        sub.create_subscription(lambda n: got.append(etree.tostring(n).decode()),
+                                filter=("xpath", "/netconf-config-change"))
+        for n in range(1, 4):
+            editor.edit_config(nve_config(1, n), target="running")
+        login(proc).close()                          # session start and end: filtered out
+        assert wait_for(lambda: len(got) >= 3, 10), got
+        time.sleep(0.5)
+        assert len(got) == 3 and all(f'xmlns="{ncn}"' in g and "netconf-config-change" in g
+                                     for g in got)
+        timed("get-config of the editor", lambda: editor.get_config("running"))

@@ -32,6 +32,9 @@ class CallingSession(Protocol):
     def send_notification(self, message: bytes) -> None:
         """Send a whole <notification> message to this session's client."""
 
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send what `produce()` makes, when the session's output gets to it."""
+
 
 class OperationServer(Protocol):
     """The engine as the operations use it; every datastore access is under `lock`."""

@@ -152,6 +152,22 @@ class Session:
             c.out_notifications += 1
         self.sink.send(message)
 
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send the <notification> message `produce()` makes (None: none), made on the
+        session's own output thread when the transport has one (a filter's work then stalls
+        no publisher), else now; `size`: its weight against the output limits meanwhile."""
+        def counted() -> bytes | None:
+            message = produce()
+            if message is not None:
+                for c in (self.info.counters, self.server.stats.counters):
+                    c.out_notifications += 1
+            return message
+        later = getattr(self.sink, "send_later", None)
+        if later is not None:
+            later(counted, size)
+        elif (message := counted()) is not None:
+            self.sink.send(message)
+
     def on_close(self) -> None:
         """The transport is gone: end the session in the engine."""
         self.server.session_closed(self)

@@ -387,7 +387,8 @@ def create_subscription(server: OperationServer, session: CallingSession,
         filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
                     None)
     select = _notification_selector(server, filt)
-    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop)
+    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop,
+                       send_later=None if filt is None else session.send_notification_later)
     session.subscription = sub
     # the reply must precede replayed events: subscribe after it is sent
     session.after_reply = lambda: server.events.subscribe(sub)

@@ -22,6 +22,10 @@ from nvo3.netconf.limits import ServerLimits
 
 SEND_CHUNK = 32768     # what one channel.send offers; the window decides what it takes
 
+#: what the writer produces on its own thread when it comes to it: framed bytes, or None to
+#: send nothing (a notification its subscriber's filter drops)
+Producer = Callable[[], "bytes | None"]
+
 
 class Outbox:
     """A bounded output queue over one paramiko channel, written by its own thread."""
@@ -31,7 +35,7 @@ class Outbox:
         self.channel = channel
         self.limits = limits
         self.on_drop = on_drop
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[bytes | Producer, int]] = deque()
         self._bytes = 0               # queued plus the message being written
         self._cond = threading.Condition()
         self._stopping = False        # no more input; the writer ends when the queue is empty
@@ -47,15 +51,18 @@ class Outbox:
         """True once the client was dropped for falling behind."""
         return self._dropped
 
-    def put(self, data: bytes) -> bool:
-        """Queue one framed message; False (and the client dropped) when over a limit."""
+    def put(self, data: bytes | Producer, size: int | None = None) -> bool:
+        """Queue one framed message, or a producer of one (run on the writer's thread, counted
+        as `size` bytes); False (and the client dropped) when over a limit."""
         limits = self.limits
+        if size is None:
+            size = len(data) if isinstance(data, bytes) else 0
         with self._cond:
             if self._stopping or self._aborted:
                 return False
             reason = None
-            if limits.output_queue_bytes and self._bytes + len(data) > limits.output_queue_bytes:
-                reason = (f"{self._bytes + len(data)} bytes of output waiting, over the limit "
+            if limits.output_queue_bytes and self._bytes + size > limits.output_queue_bytes:
+                reason = (f"{self._bytes + size} bytes of output waiting, over the limit "
                           f"of {limits.output_queue_bytes}")
             elif limits.output_queue_messages and len(self._queue) >= limits.output_queue_messages:
                 reason = (f"{len(self._queue) + 1} messages waiting, over the limit of "
@@ -63,8 +70,8 @@ class Outbox:
             elif self._stalled_for() > limits.send_timeout > 0:
                 reason = f"client accepted no output for {self._stalled_for():.0f} s"
             if reason is None:
-                self._queue.append(data)
-                self._bytes += len(data)
+                self._queue.append((data, size))
+                self._bytes += size
                 self._cond.notify()
                 return True
         self._drop(reason)
@@ -108,14 +115,15 @@ class Outbox:
                     self._cond.wait()
                 if self._aborted or not self._queue:
                     return
-                data = self._queue.popleft()
+                item, size = self._queue.popleft()
+            data = item if isinstance(item, bytes) else item()
             try:
-                sent = self._write(data)
+                sent = data is None or self._write(data)
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self._drop(f"send failed: {exc or type(exc).__name__}", lagging=False)
                 return
             with self._cond:
-                self._bytes -= len(data)
+                self._bytes -= size
             if not sent:
                 return
 

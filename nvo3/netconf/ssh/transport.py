@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import paramiko
@@ -48,6 +49,9 @@ class MessageSink(Protocol):
 
     def close(self) -> None:
         """End the SSH session; idempotent."""
+
+    # optional: `send_later(produce, size)`, where `produce()` returns a message or None,
+    # run when the session's output gets to it (on its writer, not the caller's thread)
 
 
 class SessionHandler(Protocol):
@@ -120,6 +124,21 @@ class ChannelSink:
             self.log.debug("dropping %d-byte message: session closed", len(message))
             return
         self.outbox.put(encode(message, self.version))
+
+    def send_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Queue a message made by `produce()` on the writer's thread (None: no message);
+        `size`: what it counts for against the output limits until then."""
+        if self._closed:
+            return
+
+        def framed() -> bytes | None:
+            try:
+                message = produce()
+            except Exception:          # a bug in one notification must not end the writer
+                self.log.exception("building a deferred message failed")
+                return None
+            return None if message is None else encode(message, self.version)
+        self.outbox.put(framed, size)
 
     def _dropped(self, reason: str, lagging: bool) -> None:
         """The outbox gave up on the client: end the connection without waiting for it."""
