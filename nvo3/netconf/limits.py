@@ -16,7 +16,8 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Limits of one server; 0 disables a count or time limit (never the default)."""
+    """Limits of one server; 0 disables a limit (never the default), except the login
+    timeout, which is always on."""
 
     #: authenticated sessions at once, all users together
     max_sessions: int = 128
@@ -52,6 +53,8 @@ class ServerLimits:
         for f in fields(self):
             if getattr(self, f.name) < 0:
                 raise ValueError(f"limit {f.name} must not be negative")
+        if not self.login_timeout:
+            raise ValueError("limit login_timeout must be positive")
 
 
 _HELP = {
@@ -95,6 +98,8 @@ def from_args(args: argparse.Namespace) -> ServerLimits:
     values: dict[str, Any] = {f.name: getattr(args, f"limit_{f.name}")
                               for f in fields(ServerLimits)}
     for name, value in values.items():
+        if name == "login_timeout" and value <= 0:
+            raise ValueError(f"{flag(name)} must be positive (got {value})")
         if value < 0:
-            raise ValueError(f"{flag(name)} must not be negative (got {value})")
+            raise ValueError(f"{flag(name)} must be zero or more (got {value})")
     return ServerLimits(**values)

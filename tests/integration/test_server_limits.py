@@ -195,6 +195,26 @@ def test_stalled_subscriber_is_dropped_while_others_are_served(daemons: Daemons)
         assert len(c.get_config("running")) == 1
 
 
+def test_subscriber_accepting_nothing_is_dropped_after_the_send_timeout(daemons: Daemons,
+                                                                       ) -> None:
+    """Within the queue limits, but its window stays shut past --send-timeout: dropped."""
+    proc = serve(daemons, "--send-timeout", "2")
+    stalled = RawNetconf(proc, window=16384)
+    assert b"<ok/>" in stalled.rpc(f'<create-subscription xmlns="{NOTIF_NS}"/>')
+    with login(proc) as editor:
+        n = 0
+        while "accepted no output" not in daemon_log(proc) and n < 200:
+            n += 1
+            editor.edit_config(nve_config(1, n % 250 + 1), target="running")
+            time.sleep(0.05)
+        assert wait_for(lambda: "accepted no output" in daemon_log(proc), 10)
+        timed("get-config of the editor", lambda: editor.get_config("running"))
+    line = next(x for x in daemon_log(proc).splitlines() if "accepted no output" in x)
+    print(f"\nafter {n} notifications: {line}")
+    assert "WARNING" in line and re.search(r"client accepted no output for [23] s", line)
+    stalled.close()
+
+
 # accept errors ----------------------------------------------------------------------------------
 def test_fd_exhaustion_does_not_close_the_listener(daemons: Daemons) -> None:
     """Under a low RLIMIT_NOFILE the daemon runs out of descriptors (EMFILE at accept); it

@@ -103,7 +103,9 @@ def test_every_limit_has_a_serve_flag() -> None:
     assert from_args(parser.parse_args([])) == ServerLimits()
     limits = from_args(parser.parse_args([flag("max_sessions"), "5", "--xpath-budget", "0.5"]))
     assert limits.max_sessions == 5 and limits.xpath_budget == 0.5
-    with pytest.raises(ValueError, match=r"--idle-timeout must not be negative \(got -1.0\)"):
+    with pytest.raises(ValueError, match=r"--idle-timeout must be zero or more \(got -1.0\)"):
         from_args(parser.parse_args(["--idle-timeout", "-1"]))
+    with pytest.raises(ValueError, match=r"--login-timeout must be positive \(got 0.0\)"):
+        from_args(parser.parse_args(["--login-timeout", "0"]))
     with pytest.raises(ValueError, match="limit max_sessions must not be negative"):
         ServerLimits(max_sessions=-1)
