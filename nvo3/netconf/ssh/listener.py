@@ -213,8 +213,11 @@ class SshServer:
             self._acceptor.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             sinks, transports = list(self._sinks), list(self._transports)
-        for sink in sinks:
-            sink.close()
+        closers = [threading.Thread(target=sink.close, daemon=True) for sink in sinks]
+        for closer in closers:      # in parallel: a stalled client's drain delays no other
+            closer.start()
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
         for transport in transports:
             transport.close()
         with self._lock:
