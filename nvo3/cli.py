@@ -25,6 +25,11 @@ def _serve(args: argparse.Namespace) -> int:
         limits = from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
+    from nvo3.observability.http import MetricsAddress
+    try:
+        metrics = MetricsAddress.parse(args.metrics) if args.metrics else None
+    except ValueError as exc:
+        return _fail(str(exc))
     state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
     if args.netns and args.role not in ("nve", "vserver"):
         return _fail("--netns applies to the nve and vserver roles only")
@@ -32,10 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"network namespace {args.netns} does not exist")
     try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only, limits=limits)
+                            store_only=args.store_only, metrics=metrics, limits=limits)
         serve_forever(daemon)
     except OSError as exc:
-        return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
+        where = f"{listen.host} port {listen.port}"
+        if metrics is not None:
+            where += f" (metrics {metrics.host} port {metrics.port})"
+        return _fail(f"cannot serve on {where}: {exc.strerror or exc}")
     return 0
 
 
@@ -107,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nvo3 {__version__}")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="append log records to PATH (default: standard error)")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="json: one object per line with ts, level, logger, message and "
+                        "structured fields (journald, Loki)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run a role's NETCONF server")
@@ -122,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nve: the network namespace whose kernel the agent programs; "
                        "vserver: the host namespace its VMs' ports live in (default: the "
                        "root namespace); the server still listens in its own")
+    serve.add_argument("--metrics", metavar="HOST:PORT",
+                       help="serve Prometheus metrics at /metrics and a health check at "
+                       "/healthz over HTTP (off by default; PORT or :PORT: 127.0.0.1)")
     from nvo3.netconf.limits import add_arguments as add_limit_arguments
     add_limit_arguments(serve)           # --max-sessions, --idle-timeout, ... (servers/README.md)
     serve.set_defaults(func=_serve)
@@ -162,13 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nvo3.verbs.registry import add_parsers
     add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
+    from nvo3.dashboard.server import add_parser as add_dashboard
+    add_dashboard(sub)              # the web dashboard (nvo3/dashboard)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nvo3.observability.logs import configure
+    try:
+        configure(args.log_level, args.log_file, args.log_format)
+    except OSError as exc:
+        return _fail(f"cannot write the log file {args.log_file}: {exc.strerror or exc}")
     logging.getLogger("ncclient").setLevel(max(logging.WARNING, logging.getLogger().level))
     return int(args.func(args) or 0)
 

@@ -13,6 +13,8 @@ from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
 from nvo3.netconf.ssh.users import UserStore
+from nvo3.observability.http import MetricsAddress
+from nvo3.observability.wiring import Observability
 from nvo3.roles import make_role
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class RoleDaemon:
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
                  netns: str | None = None, store_only: bool = False,
-                 limits: ServerLimits | None = None):
+                 metrics: MetricsAddress | None = None, limits: ServerLimits | None = None):
         allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
@@ -71,17 +73,20 @@ class RoleDaemon:
                              host=listen.host, port=listen.port,
                              after_connection=allocator.release_free_memory,
                              limits=self.limits)
+        self.observability = Observability(self.engine, self.ssh, metrics)  # audit, metrics
 
     def start(self) -> None:
         if not self.users.names():
             log.warning("no users in %s: add one with `nvo3 user add NAME --state-dir %s`",
                         self.users.path, self.state_dir)
+        self.observability.start()   # /healthz answers 503 until the two steps below
         self.engine.start()          # the saved running config reaches the role first
         self.ssh.start()
 
     def stop(self) -> None:
         self.ssh.stop()
         self.engine.stop()
+        self.observability.stop()
 
     def host_key(self) -> str:
         assert self.ssh.host_key is not None
@@ -95,6 +100,6 @@ def serve_forever(daemon: RoleDaemon) -> None:
         signal.signal(sig, lambda *_: stop.set())
     daemon.start()
     print(f"nvo3 ready: {daemon.engine.role.name} on {daemon.ssh.host} port {daemon.ssh.port}"
-          f" host-key {daemon.host_key()}", flush=True)
+          f" host-key {daemon.host_key()}{daemon.observability.ready_words()}", flush=True)
     stop.wait()
     daemon.stop()

@@ -36,6 +36,7 @@ class Daemon:
     state_dir: str
     netns: str | None = None  # the host namespace it manages (nve, vserver)
     data_center: str | None = None
+    metrics: str | None = None  # HOST:PORT of its /metrics and /healthz (HTTP)
 
 
 @dataclass
@@ -47,6 +48,8 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
     work_dir: str = ""
+    dashboard_pid: int = 0        # the dashboard `lab up` started (0: none)
+    dashboard_url: str = ""
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:

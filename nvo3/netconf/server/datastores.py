@@ -25,6 +25,7 @@ from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.journal import JournalError
 from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
+from nvo3.netconf.server.observer import EditedPaths
 from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
 from nvo3.netconf.server.split_edit import SplitEdit
@@ -357,5 +358,5 @@ class Datastores:
 def _edited(merge: InPlaceMerge) -> tuple[str, ...]:
     """The data paths of the nodes an in-place edit created, changed or deleted."""
     c = merge.changes
-    return (*(n.path for n in c.created), *(n.path for n in c.changed),
-            *(n.path for n in c.deleted))
+    return EditedPaths.of([n.path for n in c.created], [n.path for n in c.changed],
+                          [n.path for n in c.deleted])

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from nvo3.netconf.server.datastore import Snapshot, print_xml
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
 from nvo3.netconf.server.notifications import EventLog, Subscription, now
+from nvo3.netconf.server.observer import EngineObserver
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Role
 from nvo3.netconf.server.schema import Schema
@@ -79,9 +81,12 @@ class Session:
 
     def on_message(self, message: bytes) -> None:
         """Answer one whole <rpc> message (the transport calls this)."""
+        t0 = time.perf_counter()
         counters = (self.info.counters, self.server.stats.counters)
         for c in counters:
             c.in_rpcs += 1
+        op = None
+        outcome = "ok"
         try:
             rpc = parse(message)
         except etree.XMLSyntaxError as exc:
@@ -107,12 +112,16 @@ class Session:
             content: Reply = self.server.dispatch(self, op)
             self._reply(attrs, content)
         except RpcError as err:
+            outcome = err.tag
             self._reply_errors(attrs, [err])
         except RpcErrors as errs:
+            outcome = errs.errors[0].tag if errs.errors else "operation-failed"
             self._reply_errors(attrs, errs.errors)
         except Exception as exc:  # a bug must not kill the session: report it
             log.exception("session %d: %s failed", self.session_id, local_name(op))
+            outcome = "operation-failed"
             self._reply_errors(attrs, [RpcError("operation-failed", f"internal error: {exc}")])
+        self.server.observer.rpc_done(self.info, op, outcome, time.perf_counter() - t0)
         if self.after_reply is not None:
             hook, self.after_reply = self.after_reply, None
             hook()
@@ -123,6 +132,7 @@ class Session:
         self.info.counters.in_bad_rpcs += 1
         self.server.stats.counters.in_bad_rpcs += 1
         self._reply_errors(attrs, [err])
+        self.server.observer.rpc_done(self.info, None, err.tag, 0.0)
 
     def _reply(self, attrs: dict[str, str], content: Reply) -> None:
         head = etree.Element(base("rpc-reply"), nsmap={None: BASE_NS})
@@ -191,6 +201,8 @@ class NetconfServer:
         self._ids = itertools.count(1)
         self.current_session: int | None = None   # who is changing running (under lock)
         self.handlers = role.rpc_handlers()
+        self.observer = EngineObserver()      # metrics and audit plug in here (the daemon)
+        self._edited: tuple[str, ...] | None = None
         self.datastores = Datastores(self.schema, self.state_dir, self._install, self.lock,
                                      self._datastore_event)
         self._capabilities = BASE_CAPABILITIES + self._module_capabilities()
@@ -204,6 +216,7 @@ class NetconfServer:
         log.info("%s: applying saved running configuration (%d bytes)", self.role.name,
                  len(running.xml()))
         self.role.apply(ConfigChange(dict, running.to_dict))
+        self.observer.config_applied()
         self.datastores.resume_pending()
 
     def stop(self) -> None:
@@ -239,6 +252,7 @@ class NetconfServer:
             self.sessions[sid] = session
             self.stats.in_sessions += 1
         log.info("session %d opened by %s from %s", sid, username, peer[0])
+        self.observer.session_opened(session.info)
         self._publish_base("netconf-session-start", {
             "username": username, "session-id": sid, "source-host": peer[0]})
         return session
@@ -257,6 +271,7 @@ class NetconfServer:
             for name in [n for n in self.lock_times if n not in self.datastores.locks]:
                 del self.lock_times[name]
         log.info("session %d closed", session.session_id)
+        self.observer.session_closed(session.info)
         end = {"username": session.info.username, "session-id": session.session_id,
                "source-host": session.info.source_host,
                "termination-reason": "killed" if killed_by else "closed"}
@@ -291,15 +306,21 @@ class NetconfServer:
 
     def _install(self, before: Snapshot, after: Snapshot,
                  edited: tuple[str, ...] | None = None) -> None:
+        t0 = time.perf_counter()
         try:
             self.role.apply(ConfigChange(before.to_dict, after.to_dict, edited,
                                          after.subtree_dict))
         except ApplyError as exc:
+            self.observer.role_applied(time.perf_counter() - t0, exc.tag)
             raise RpcError(exc.tag, f"{self.role.name} refused the change: {exc}",
                            path=exc.path, app_tag=exc.app_tag) from None
+        self.observer.role_applied(time.perf_counter() - t0, None)
+        self._edited = edited
 
     def _datastore_event(self, kind: str, details: dict[str, Any]) -> None:
         if kind == "config-change":
+            self.observer.running_changed(self.current_session, self._edited)
+            self._edited = None
             self._publish_base("netconf-config-change", {"datastore": "running"})
         elif kind == "confirmed-commit":
             content: dict[str, Any] = {"confirm-event": details["event"]}

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Protocol
 
 from nvo3.common.tree import Tree
+from nvo3.netconf.server.observer import NO_TELEMETRY, Telemetry
 
 __all__ = ["ApplyError", "ConfigChange", "Notifier", "Role", "RpcHandler", "Tree"]
 
@@ -100,6 +101,9 @@ class Role:
 
     def __init__(self) -> None:
         self.notifier: Notifier | None = None
+        #: Where the role reports latencies and events beyond its state (metrics, when the
+        #: daemon exposes them; a no-op otherwise).
+        self.telemetry: Telemetry = NO_TELEMETRY
 
     def start(self, notifier: Notifier) -> None:
         """Keep the engine's notifier; called before sessions are accepted."""

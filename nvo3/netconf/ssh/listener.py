@@ -204,6 +204,11 @@ class SshServer:
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
+    def accepting(self) -> bool:
+        """True while the socket listens and the accept loop runs (health checks)."""
+        return self._sock is not None and self._acceptor is not None \
+            and self._acceptor.is_alive() and not self._stopping.is_set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and every session; join threads within about `timeout` s."""
         self._stopping.set()
