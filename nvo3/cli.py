@@ -19,8 +19,10 @@ ROLES = ("nve", "vserver", "vcenter", "ndirector")
 
 def _serve(args: argparse.Namespace) -> int:
     from nvo3.daemon import Listen, RoleDaemon, serve_forever
+    from nvo3.netconf.limits import from_args
     try:
         listen = Listen.parse(args.listen)
+        limits = from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
     from nvo3.observability.http import MetricsAddress
@@ -35,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"network namespace {args.netns} does not exist")
     try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only, metrics=metrics)
+                            store_only=args.store_only, metrics=metrics, limits=limits)
         serve_forever(daemon)
     except OSError as exc:
         where = f"{listen.host} port {listen.port}"
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics", metavar="HOST:PORT",
                        help="serve Prometheus metrics at /metrics and a health check at "
                        "/healthz over HTTP (off by default; PORT or :PORT: 127.0.0.1)")
+    from nvo3.netconf.limits import add_arguments as add_limit_arguments
+    add_limit_arguments(serve)           # --max-sessions, --idle-timeout, ... (servers/README.md)
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")

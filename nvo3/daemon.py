@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvo3 import allocator
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
 from nvo3.netconf.ssh.users import UserStore
@@ -57,18 +58,21 @@ class RoleDaemon:
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
                  netns: str | None = None, store_only: bool = False,
-                 metrics: MetricsAddress | None = None):
+                 metrics: MetricsAddress | None = None, limits: ServerLimits | None = None):
         allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
         options["state_dir"] = self.state_dir
         if store_only:
             options["store_only"] = True
-        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
+        self.limits = limits or ServerLimits()
+        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores",
+                                    limits=self.limits)
         self.users = users_of(self.state_dir)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
                              host=listen.host, port=listen.port,
-                             after_connection=allocator.release_free_memory)
+                             after_connection=allocator.release_free_memory,
+                             limits=self.limits)
         self.observability = Observability(self.engine, self.ssh, metrics)  # audit, metrics
 
     def start(self) -> None:

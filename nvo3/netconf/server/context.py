@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.notifications import EventLog, Subscription
 from nvo3.netconf.server.role_api import RpcHandler
@@ -31,6 +32,9 @@ class CallingSession(Protocol):
     def send_notification(self, message: bytes) -> None:
         """Send a whole <notification> message to this session's client."""
 
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send what `produce()` makes, when the session's output gets to it."""
+
 
 class OperationServer(Protocol):
     """The engine as the operations use it; every datastore access is under `lock`."""
@@ -41,6 +45,10 @@ class OperationServer(Protocol):
     @property
     def lock(self) -> AbstractContextManager[Any]:
         """The one lock every datastore operation runs under."""
+
+    @property
+    def limits(self) -> ServerLimits:
+        """The server's resource limits (the xpath filter budget)."""
 
     @property
     def schema(self) -> Schema:

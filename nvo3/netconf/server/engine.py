@@ -24,6 +24,7 @@ import libyang
 from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.proto.xml import BASE_NS, base, local_name, parse
 from nvo3.netconf.server import config_change, operations
@@ -72,6 +73,11 @@ class Session:
         self.subscription: Subscription | None = None
         self.closed = False
         self.after_reply: Callable[[], None] | None = None
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the session has a live subscription (exempt from the idle timeout)."""
+        return self.subscription is not None and not self.subscription.done
 
     def on_message(self, message: bytes) -> None:
         """Answer one whole <rpc> message (the transport calls this)."""
@@ -156,6 +162,22 @@ class Session:
             c.out_notifications += 1
         self.sink.send(message)
 
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send the <notification> message `produce()` makes (None: none), made on the
+        session's own output thread when the transport has one (a filter's work then stalls
+        no publisher), else now; `size`: its weight against the output limits meanwhile."""
+        def counted() -> bytes | None:
+            message = produce()
+            if message is not None:
+                for c in (self.info.counters, self.server.stats.counters):
+                    c.out_notifications += 1
+            return message
+        later = getattr(self.sink, "send_later", None)
+        if later is not None:
+            later(counted, size)
+        elif (message := counted()) is not None:
+            self.sink.send(message)
+
     def on_close(self) -> None:
         """The transport is gone: end the session in the engine."""
         self.server.session_closed(self)
@@ -165,8 +187,9 @@ class NetconfServer:
     """The engine for one role: schema, datastores, sessions, events."""
 
     def __init__(self, role: Role, state_dir: Path, yang_dirs: tuple[Path, ...] = (YANG_DIR,),
-                 replay_capacity: int = 10_000):
+                 replay_capacity: int = 10_000, limits: ServerLimits | None = None):
         self.role = role
+        self.limits = limits or ServerLimits()
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.schema = Schema(yang_dirs, role.modules)

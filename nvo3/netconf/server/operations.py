@@ -34,7 +34,12 @@ from nvo3.netconf.server import edit_parts, split_edit
 from nvo3.netconf.server.context import CallingSession, OperationServer
 from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
-from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
+from nvo3.netconf.server.filters import (
+    FilterBudgetExceeded,
+    FilterError,
+    subtree_filter,
+    xpath_filter_bytes,
+)
 from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
@@ -129,12 +134,15 @@ def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) 
                                                       ("bad-element", "filter")])
             nsmap = {p: n for p, n in filt.nsmap.items() if p}
             nsmap.update(server.schema.namespaces)
-            result = xpath_filter(data, select, nsmap, keys)
+            return RawXml(xpath_filter_bytes(data, select, nsmap, keys,
+                                             server.limits.xpath_budget))
         else:
             raise RpcError("bad-attribute", f'unknown filter type "{kind}"', type="protocol",
                            info=[("bad-attribute", "type"), ("bad-element", "filter")])
     except FilterError as exc:
         raise invalid_value(f"bad filter: {exc}") from None
+    except FilterBudgetExceeded as exc:
+        raise RpcError("operation-failed", str(exc)) from None
     return RawXml(etree.tostring(result))
 
 
@@ -401,7 +409,8 @@ def create_subscription(server: OperationServer, session: CallingSession,
         filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
                     None)
     select = _notification_selector(server, filt)
-    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop)
+    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop,
+                       send_later=None if filt is None else session.send_notification_later)
     session.subscription = sub
     # the reply must precede replayed events: subscribe after it is sent
     session.after_reply = lambda: server.events.subscribe(sub)
