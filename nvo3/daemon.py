@@ -61,8 +61,9 @@ class RoleDaemon:
         options["state_dir"] = self.state_dir
         if store_only:
             options["store_only"] = True
-        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
         self.users = users_of(self.state_dir)
+        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores",
+                                    accounts=self.users.identity)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
                              host=listen.host, port=listen.port,
                              after_connection=allocator.release_free_memory)

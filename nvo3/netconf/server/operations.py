@@ -36,6 +36,7 @@ from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
 from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
 from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
+from nvo3.netconf.server.nacm import Identity
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
@@ -112,10 +113,17 @@ def _with_defaults(op: etree._Element) -> str:
     return value
 
 
-def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) -> RawXml:
-    if filt is None:
+def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None,
+              who: Identity | None = None) -> RawXml:
+    """<data> holding `xml`, without what `who` may not read (NACM), then filtered."""
+    pruned = not server.nacm.readable(who)
+    if filt is None and not pruned:
         return RawXml(b"<data xmlns=\"%s\">%s</data>" % (BASE_NS.encode(), xml))
     data = data_element(xml)
+    if pruned:            # before the filter: a filter must not reveal what NACM hides
+        server.nacm.prune(who, data)
+    if filt is None:
+        return RawXml(etree.tostring(data))
     kind = filt.get("type") or filt.get(qname(BASE_NS, "type")) or "subtree"
     keys = server.schema.list_keys
     try:
@@ -146,13 +154,14 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
     wd = _with_defaults(op)
     with server.lock:                  # printed under the lock: an in-place edit may follow
         xml = server.datastores.get(source).xml(wd)
-    return [_filtered(server, xml, find_child(op, "filter"))]
+    return [_filtered(server, xml, find_child(op, "filter"), session.identity)]
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
-    return [_filtered(server, server.operational(wd), find_child(op, "filter"))]
+    return [_filtered(server, server.operational(wd), find_child(op, "filter"),
+                      session.identity)]
 
 
 # -- editing ------------------------------------------------------------------------------
@@ -174,6 +183,7 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
     ds = server.datastores
     with server.lock:
         ds.check_writable(target, sid)
+        server.nacm.check_edit(session.identity, config, default_op, ds.get(target).dnode)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
             if test_option != "test-only" and _as_session(
@@ -234,6 +244,10 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
         server.current_session = None
 
 
+def _data(snapshot: Snapshot) -> etree._Element:
+    return data_element(snapshot.xml())
+
+
 def _source_snapshot(server: OperationServer, source: str | etree._Element) -> Snapshot:
     if isinstance(source, str):
         return server.datastores.get(source)
@@ -250,6 +264,8 @@ def copy_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise invalid_value("<source> and <target> are the same datastore")
     with server.lock:
         snapshot = _source_snapshot(server, source)
+        server.nacm.check_replace(session.identity, _data(server.datastores.get(target)),
+                                  _data(snapshot))
         _store(server, target, snapshot, session.session_id)
     return []
 
@@ -258,6 +274,8 @@ def delete_config(server: OperationServer, session: CallingSession, op: etree._E
     """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
     _datastore(op, "target", ("startup",))
     with server.lock:
+        server.nacm.check_replace(session.identity, _data(server.datastores.get("startup")),
+                                  None)
         server.datastores.delete_startup(session.session_id)
     return []
 
@@ -304,6 +322,10 @@ def commit(server: OperationServer, session: CallingSession, op: etree._Element)
         raise bad_element("confirm-timeout", f'confirm-timeout "{timeout_text}" is not a '
                           "number of seconds (1..4294967295)", tag="invalid-value") from None
     with server.lock:
+        ds = server.datastores
+        if ds.candidate_modified():
+            server.nacm.check_replace(session.identity, _data(ds.get("running")),
+                                      _data(ds.get("candidate")))
         server.current_session = session.session_id
         try:
             server.datastores.commit(session.session_id, confirmed=confirmed, timeout=timeout,
@@ -378,7 +400,8 @@ def create_subscription(server: OperationServer, session: CallingSession,
     if filt is None:
         filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
                     None)
-    select = _notification_selector(server, filt)
+    select = server.nacm.notification_guard(session.identity,
+                                            _notification_selector(server, filt))
     sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop)
     session.subscription = sub
     # the reply must precede replayed events: subscribe after it is sent
@@ -447,6 +470,7 @@ def role_rpc(server: OperationServer, session: CallingSession, op: etree._Elemen
                                 include_implicit_defaults=True).get(name, {})
     finally:
         node.free()
+    server.nacm.check_scope(session.identity, f"{module}:{name}", given or {})
     try:
         output = handler(given or {})
     except ApplyError as exc:
@@ -484,10 +508,20 @@ BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+#: The YANG module of each protocol operation namespace (RFC 5277's is "notifications").
+OPERATION_MODULES = {BASE_NS: "ietf-netconf", NOTIF_NS: "notifications",
+                     MONITORING_NS: "ietf-netconf-monitoring"}
+
+
 def dispatch(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """Run operation `op` for `session`: a base operation or one of the role's RPCs."""
     ns = namespace(op) or BASE_NS
-    handler = BASE_OPERATIONS.get((ns, local_name(op)))
+    name = local_name(op)
+    handler = BASE_OPERATIONS.get((ns, name))
+    if handler is not close_session:         # close-session is always allowed (3.4.4)
+        module = OPERATION_MODULES.get(ns) or server.schema.modules_by_ns.get(ns)
+        if module is not None:
+            server.nacm.check_exec(session.identity, module, name)
     if handler is None:
         return role_rpc(server, session, op)
     return handler(server, session, op)
