@@ -28,8 +28,13 @@ from pathlib import Path
 import libyang
 import pytest
 
+from nvo3.netconf.server.schema import pyang_module_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 YANG_DIR = ROOT / "yang"
+#: the IETF modules nvo3's import (ietf-netconf-acm for nacm:default-deny-all), where pyang
+#: ships them; yanglint and libyang need the folder named, pyang finds it by itself
+IETF_DIR = str(pyang_module_dir())
 EXAMPLES_DIR = YANG_DIR / "examples"
 INVALID_DIR = EXAMPLES_DIR / "invalid"
 TREES_DIR = ROOT / "docs" / "yang"
@@ -94,7 +99,7 @@ def yanglint() -> str:
 @pytest.fixture(scope="session")
 def ctx():
     """A libyang context with every module of yang/ loaded (implemented)."""
-    context = libyang.Context(str(YANG_DIR))
+    context = libyang.Context(f"{YANG_DIR}:{IETF_DIR}")
     for module in MODULES:
         context.load_module(module)
     yield context
@@ -116,6 +121,8 @@ def _yanglint_data(yanglint: str, path: Path, state: bool) -> subprocess.Complet
         yanglint,
         "-p",
         "yang",
+        "-p",
+        IETF_DIR,
         "-t",
         "data" if state else "config",
         *(_rel(f) for f in MODULE_FILES),
@@ -162,7 +169,7 @@ def test_pyang_lint_is_silent(pyang: str, path: Path):
 
 def test_yanglint_loads_all_modules(yanglint: str):
     files = [_rel(path) for path in MODULE_FILES]
-    result = _run(yanglint, "-p", "yang", *files)
+    result = _run(yanglint, "-p", "yang", "-p", IETF_DIR, *files)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, (
         f"`yanglint -p yang {' '.join(files)}` (exit {result.returncode}):\n{output}"
@@ -269,7 +276,7 @@ def test_rpc_example_valid(ctx, yanglint: str, path: Path):
         f"{_rel(path)} holds {node.module().name()}:{node.name()}"
     )
     node.free()
-    result = _run(yanglint, "-p", "yang", "-t", "rpc", *(_rel(f) for f in MODULE_FILES),
+    result = _run(yanglint, "-p", "yang", "-p", IETF_DIR, "-t", "rpc", *(_rel(f) for f in MODULE_FILES),
                   _rel(path))
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, f"yanglint rejects {_rel(path)}:\n{output}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -229,17 +230,18 @@ class Nacm:
         plan = self.plan(who)
         if scope is None or plan is None:
             return
-        for value in _values(given, scope.leaf.split("/")):
+        values: list[str | None] = [*_values(given, scope.leaf.split("/"))] or [None]
+        for value in values:
             steps, module = self._scope_steps(scope, value)
-            if not all(plan.rules.data(steps, module, op, self._annotation_of(steps))
-                       for op in ("update",)):
+            if not plan.rules.data(steps, module, "update", self._annotation_of(steps)):
                 self.counters.denied_operations += 1
-                where = scope.path.format(_quoted(value))
-                raise access_denied(f"access denied: {operation.split(':')[-1]} for "
-                                    f"{scope.leaf} {value!r} ({where})", path=where)
+                where = _scope_path(scope, value)
+                what = f"{scope.leaf} {value!r}" if value is not None else f"every {scope.leaf}"
+                raise access_denied(f"access denied: {operation.split(':')[-1]} for {what} "
+                                    f"({where})", path=where)
 
-    def _scope_steps(self, scope: AccessScope, value: str) -> tuple[Path, str]:
-        steps = parse_path(scope.path.format(_quoted(value)), self._names)
+    def _scope_steps(self, scope: AccessScope, value: str | None) -> tuple[Path, str]:
+        steps = parse_path(_scope_path(scope, value), self._names)
         ns = steps[0].namespace or ""
         return self._qualified(steps), self.schema.modules_by_ns.get(ns, "")
 
@@ -449,7 +451,8 @@ class Nacm:
         allowed = plan.rules.notification(module, name, deny_all)
         scope = self.scopes.get(f"{module}:{name}")
         if allowed and scope is not None:
-            for value in _element_values(content, scope.leaf.split("/")):
+            named: list[str | None] = [*_element_values(content, scope.leaf.split("/"))]
+            for value in named or [None]:
                 steps, smodule = self._scope_steps(scope, value)
                 if not plan.rules.data(steps, smodule, "read", self._annotation_of(steps)):
                     allowed = False
@@ -503,6 +506,14 @@ class Nacm:
             preds = "".join(f"[{k}={_quoted(v)}]" for k, v in step.keys)
             parts.append(name + preds)
         return "/" + "/".join(parts), prefixes
+
+
+def _scope_path(scope: AccessScope, value: str | None) -> str:
+    """The entry a scoped request names; without a value, the whole list (the predicate
+    holding the value dropped)."""
+    if value is None:
+        return re.sub(r"\[[^\]]*\{\}[^\]]*\]", "", scope.path)
+    return scope.path.format(_quoted(value))
 
 
 def _quoted(value: str) -> str:
