@@ -396,14 +396,21 @@ class Nacm:
                               (*at, Step(cinfo.namespace, cinfo.name, _keys(child, cinfo))), op)
 
     # write: whole datastores ------------------------------------------------------------------
-    def check_replace(self, who: Identity | None, old: etree._Element | None,
-                      new: etree._Element | None) -> None:
-        """Raise access-denied unless the user may turn <data> tree `old` into `new`
-        (copy-config, commit, delete-config): every difference is checked."""
+    def checks_writes(self, who: Identity | None) -> bool:
+        """False when every write of the user is permitted (nothing to compute)."""
+        plan = self.plan(who)
+        return plan is not None and not plan.rules.write_all
+
+    def check_replace(self, who: Identity | None,
+                      old: Callable[[], etree._Element | None],
+                      new: Callable[[], etree._Element | None]) -> None:
+        """Raise access-denied unless the user may turn <data> tree `old()` into `new()`
+        (copy-config, commit, delete-config): every difference is checked. The trees are
+        built only when a check is needed."""
         plan = self.plan(who)
         if plan is None or plan.rules.write_all:
             return
-        self._diff(plan, old, new, None, (), ())
+        self._diff(plan, old(), new(), None, (), ())
 
     def _diff(self, plan: _Plan, old: etree._Element | None, new: etree._Element | None,
               pinfo: NodeInfo | None, spath: SchemaPath, steps: Path) -> None:

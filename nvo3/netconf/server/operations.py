@@ -264,8 +264,9 @@ def copy_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise invalid_value("<source> and <target> are the same datastore")
     with server.lock:
         snapshot = _source_snapshot(server, source)
-        server.nacm.check_replace(session.identity, _data(server.datastores.get(target)),
-                                  _data(snapshot))
+        current = server.datastores.get(target)
+        server.nacm.check_replace(session.identity, lambda: _data(current),
+                                  lambda: _data(snapshot))
         _store(server, target, snapshot, session.session_id)
     return []
 
@@ -274,8 +275,8 @@ def delete_config(server: OperationServer, session: CallingSession, op: etree._E
     """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
     _datastore(op, "target", ("startup",))
     with server.lock:
-        server.nacm.check_replace(session.identity, _data(server.datastores.get("startup")),
-                                  None)
+        startup = server.datastores.get("startup")
+        server.nacm.check_replace(session.identity, lambda: _data(startup), lambda: None)
         server.datastores.delete_startup(session.session_id)
     return []
 
@@ -323,9 +324,10 @@ def commit(server: OperationServer, session: CallingSession, op: etree._Element)
                           "number of seconds (1..4294967295)", tag="invalid-value") from None
     with server.lock:
         ds = server.datastores
-        if ds.candidate_modified():
-            server.nacm.check_replace(session.identity, _data(ds.get("running")),
-                                      _data(ds.get("candidate")))
+        if server.nacm.checks_writes(session.identity) and ds.candidate_modified():
+            running, candidate = ds.get("running"), ds.get("candidate")
+            server.nacm.check_replace(session.identity, lambda: _data(running),
+                                      lambda: _data(candidate))
         server.current_session = session.session_id
         try:
             server.datastores.commit(session.session_id, confirmed=confirmed, timeout=timeout,
