@@ -70,7 +70,8 @@ class RoleDaemon:
 
     def start(self) -> None:
         if not self.users.names():
-            log.warning("no users in %s: add one with `nvo3 user add NAME --state-dir %s`",
+            log.warning("no users in %s: add one with "
+                        "`nvo3 user add NAME --recovery --state-dir %s`",
                         self.users.path, self.state_dir)
         self.engine.start()          # the saved running config reaches the role first
         self.ssh.start()

@@ -297,3 +297,14 @@ def test_recovery_user_added_by_the_cli_is_unrestricted(ndirector: RoleProcess) 
         c.edit_config(f'<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">'
                       f'<nacm xmlns="{ACM_NS}"><write-default>deny</write-default></nacm>'
                       "</config>", target="running")
+
+
+def test_no_password_in_the_logs(vcenter: RoleProcess, ndirector: RoleProcess,
+                                 users: list[LabUser]) -> None:
+    """Peer and user passwords never reach a daemon's log (after everything above)."""
+    secrets = ["vs-secret", "nve-secret", "rescue-pw", *(u.password for u in users),
+               vcenter.password, ndirector.password]
+    for proc in (vcenter, ndirector):
+        text = (proc.state_dir / "daemon.log").read_text(errors="replace")
+        assert "session" in text                       # the log is the daemon's, and in use
+        assert not [s for s in secrets if s in text], proc.role
