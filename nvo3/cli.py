@@ -67,7 +67,8 @@ def _user(args: argparse.Namespace) -> int:
         if args.user_command == "add":
             keys = [Path(k).read_text().strip() for k in args.public_key or []]
             password = None if args.no_password else _read_password(args)
-            users.add(args.name, password=password, public_keys=keys)
+            users.add(args.name, password=password, public_keys=keys,
+                      recovery=args.recovery, groups=args.group or [])
             print(f"user {args.name} saved in {users.path}")
         elif args.user_command == "remove":
             users.remove(args.name)
@@ -150,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an OpenSSH public key file to authorize (repeatable)")
     add.add_argument("--no-password", action="store_true",
                      help="public-key authentication only")
+    add.add_argument("--recovery", action="store_true",
+                     help="a NACM recovery user: never subject to access control")
+    add.add_argument("--group", action="append", metavar="G",
+                     help="a NACM group of the user (repeatable), added to /nacm/groups")
     remove = user_sub.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     user_sub.add_parser("list", help="list users")

@@ -66,9 +66,9 @@ class RoleDaemon:
         if store_only:
             options["store_only"] = True
         self.limits = limits or ServerLimits()
-        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores",
-                                    limits=self.limits)
         self.users = users_of(self.state_dir)
+        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores",
+                                    limits=self.limits, accounts=self.users.identity)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
                              host=listen.host, port=listen.port,
                              after_connection=allocator.release_free_memory,
@@ -77,7 +77,8 @@ class RoleDaemon:
 
     def start(self) -> None:
         if not self.users.names():
-            log.warning("no users in %s: add one with `nvo3 user add NAME --state-dir %s`",
+            log.warning("no users in %s: add one with "
+                        "`nvo3 user add NAME --recovery --state-dir %s`",
                         self.users.path, self.state_dir)
         self.observability.start()   # /healthz answers 503 until the two steps below
         self.engine.start()          # the saved running config reaches the role first

@@ -49,6 +49,7 @@ from nvo3.dashboard.process import is_dashboard, start_dashboard
 from nvo3.lab.netns import Netns, run
 from nvo3.lab.state import Daemon, LabState, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
+from nvo3.lab.users import MANAGING_ROLES, install, lab_users
 from nvo3.launcher import RoleProcess, start_role
 from nvo3.netconf.client.session import Client, connect
 from nvo3.netconf.proto.xml import MONITORING_NS
@@ -234,6 +235,17 @@ class _Builder:
                  f"{len(topo.data_centers)} child vCenters under {ROOT_VCENTER}, "
                  f"{len(topo.hosts)} vServers")
 
+    def users(self) -> None:
+        tenants = [t.name for t in self.topo.tenants]
+        self.state.users = lab_users(tenants)
+        self.save()
+        for d in self.state.daemons:
+            if d.role in MANAGING_ROLES:
+                with session(d) as c:
+                    install(d.state_dir, d.role, c, self.state.users, tenants)
+        self.say("users on the vCenters and the nDirector: " + ", ".join(
+            u.name for u in self.state.users) + " (NACM rules installed over NETCONF)")
+
     def vms(self) -> None:
         wanted = [v for v in self.topo.vms if not v.on_demand]
         if not wanted:
@@ -298,6 +310,7 @@ def up(topology: Path | str | None = None, path: Path | None = None, prefix: str
         b.namespaces()
         b.daemons()
         b.configure()
+        b.users()
         b.vms()
         b.dashboard()
         return state

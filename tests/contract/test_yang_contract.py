@@ -32,6 +32,9 @@ from nvo3.netconf.server.schema import pyang_module_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 YANG_DIR = ROOT / "yang"
+#: the IETF modules nvo3's import (ietf-netconf-acm for nacm:default-deny-all), where pyang
+#: ships them; yanglint and libyang need the folder named, pyang finds it by itself
+IETF_DIR = str(pyang_module_dir())
 EXAMPLES_DIR = YANG_DIR / "examples"
 INVALID_DIR = EXAMPLES_DIR / "invalid"
 TREES_DIR = ROOT / "docs" / "yang"

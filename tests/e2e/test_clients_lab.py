@@ -275,3 +275,24 @@ def test_recipes_rpcs(lab: Path, tmp_path: Path) -> None:
 def test_recipe_unknown_daemon(lab: Path) -> None:
     result = recipe(lab, "nope", "hello", check=False)
     assert result.returncode == 2 and "no daemon 'nope' in the lab" in result.stderr
+
+
+# -- a tenant's play (NACM) ---------------------------------------------------------------------
+
+def test_tenant_play_as_alice_admin(ansible: Ansible, lab: Path) -> None:
+    """tenant-vm.yml as alice-admin: her VM created once (then changed=0), bob's VM refused
+    with access-denied; the inventory logs in to the managing daemons as her only."""
+    alice = Ansible.__new__(Ansible)
+    alice.env = {**ansible.env, "NVO3_LAB_USER": "alice-admin"}
+    inv = json.loads(alice.run("ansible-inventory", "--list").stdout)["_meta"]["hostvars"]
+    assert inv["vcenter-root"]["ansible_user"] == "alice-admin"
+    assert inv["vserver1"]["ansible_user"] == "admin"
+    first = alice.play("tenant-vm.yml")
+    assert recap(first)["vcenter-root"]["changed"] == 1
+    assert "TASK [create-vm alice/vm8 in dc1]" in first.stdout
+    again = alice.play("tenant-vm.yml")
+    assert recap(again)["vcenter-root"]["changed"] == 0
+    with session(LabState.load(lab).daemon("vcenter-root")) as c:
+        found = c.dispatch(f'<lookup-vm xmlns="{VC}"><tenant>bob</tenant><name>vm3</name>'
+                           "</lookup-vm>")
+    assert found.findtext(f".//{{{VC}}}state") == "powered-on"        # bob's VM untouched

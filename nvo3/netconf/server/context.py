@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.datastores import Datastores
+from nvo3.netconf.server.nacm import Identity, Nacm
 from nvo3.netconf.server.notifications import EventLog, Subscription
 from nvo3.netconf.server.role_api import RpcHandler
 from nvo3.netconf.server.schema import Schema
@@ -24,6 +25,8 @@ class CallingSession(Protocol):
     subscription: Subscription | None
     #: Run once the reply has been sent (create-subscription replays after its <ok/>).
     after_reply: Callable[[], None] | None
+    #: Who the session is for NACM.
+    identity: Identity | None
 
     @property
     def session_id(self) -> int:
@@ -57,6 +60,10 @@ class OperationServer(Protocol):
     @property
     def datastores(self) -> Datastores:
         """running, candidate and startup."""
+
+    @property
+    def nacm(self) -> Nacm:
+        """Access control (RFC 8341)."""
 
     @property
     def events(self) -> EventLog:

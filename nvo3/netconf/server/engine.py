@@ -31,6 +31,7 @@ from nvo3.netconf.server import config_change, operations
 from nvo3.netconf.server.datastore import Snapshot, print_xml
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
+from nvo3.netconf.server.nacm import NACM_PATH, Accounts, Identity, Nacm
 from nvo3.netconf.server.notifications import EventLog, Subscription, now
 from nvo3.netconf.server.observer import EngineObserver
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
@@ -73,6 +74,7 @@ class Session:
         self.subscription: Subscription | None = None
         self.closed = False
         self.after_reply: Callable[[], None] | None = None
+        self.identity: Identity | None = server.identity(info.username)
 
     @property
     def subscribed(self) -> bool:
@@ -187,9 +189,11 @@ class NetconfServer:
     """The engine for one role: schema, datastores, sessions, events."""
 
     def __init__(self, role: Role, state_dir: Path, yang_dirs: tuple[Path, ...] = (YANG_DIR,),
-                 replay_capacity: int = 10_000, limits: ServerLimits | None = None):
+                 replay_capacity: int = 10_000, limits: ServerLimits | None = None,
+                 accounts: Accounts | None = None):
         self.role = role
         self.limits = limits or ServerLimits()
+        self.accounts = accounts       # None: no user store, every session is a recovery one
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.schema = Schema(yang_dirs, role.modules)
@@ -206,6 +210,8 @@ class NetconfServer:
         self.datastores = Datastores(self.schema, self.state_dir, self._install, self.lock,
                                      self._datastore_event)
         self._capabilities = BASE_CAPABILITIES + self._module_capabilities()
+        self.nacm = Nacm(self.schema, role.access_scopes())
+        self.nacm.reload(self.datastores.running.subtree_dict(NACM_PATH))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -243,6 +249,12 @@ class NetconfServer:
         caps.append("urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04"
                     f"&content-id={content_id}")
         return caps
+
+    def identity(self, username: str) -> Identity:
+        """Who `username` is for NACM (groups and recovery flag from the user store)."""
+        if self.accounts is None:
+            return Identity(username, recovery=True)
+        return self.accounts(username)
 
     def open_session(self, username: str, peer: tuple[str, int], sink: MessageSink) -> Session:
         """A new session for an authenticated user, with its session-id."""
@@ -322,6 +334,7 @@ class NetconfServer:
         if kind == "config-change":
             self.observer.running_changed(self.current_session, self._edited)
             self._edited = None
+            self.nacm.reload(self.datastores.running.subtree_dict(NACM_PATH))
             who = self.sessions.get(self.current_session or 0)
             self.events.publish(config_change.notification(
                 None if who is None else {"username": who.info.username,
@@ -390,7 +403,8 @@ class NetconfServer:
                 if config is not None else None
         extra: list[libyang.DNode] = []
         try:
-            for module, content in self.role.state().items():
+            for module, content in [*self.role.state().items(),
+                                    ("ietf-netconf-acm", self.nacm.state())]:
                 node = ctx.get_module(module).parse_data_dict(content, validate=False,
                                                               strict=True)
                 if node is not None:

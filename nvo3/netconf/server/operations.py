@@ -41,6 +41,7 @@ from nvo3.netconf.server.filters import (
     xpath_filter_bytes,
 )
 from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
+from nvo3.netconf.server.nacm import Identity
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
@@ -117,10 +118,17 @@ def _with_defaults(op: etree._Element) -> str:
     return value
 
 
-def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) -> RawXml:
-    if filt is None:
+def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None,
+              who: Identity | None = None) -> RawXml:
+    """<data> holding `xml`, without what `who` may not read (NACM), then filtered."""
+    pruned = not server.nacm.readable(who)
+    if filt is None and not pruned:
         return RawXml(b"<data xmlns=\"%s\">%s</data>" % (BASE_NS.encode(), xml))
     data = data_element(xml)
+    if pruned:            # before the filter: a filter must not reveal what NACM hides
+        server.nacm.prune(who, data)
+    if filt is None:
+        return RawXml(etree.tostring(data))
     kind = filt.get("type") or filt.get(qname(BASE_NS, "type")) or "subtree"
     keys = server.schema.list_keys
     try:
@@ -154,13 +162,14 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
     wd = _with_defaults(op)
     with server.lock:                  # printed under the lock: an in-place edit may follow
         xml = server.datastores.get(source).xml(wd)
-    return [_filtered(server, xml, find_child(op, "filter"))]
+    return [_filtered(server, xml, find_child(op, "filter"), session.identity)]
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
-    return [_filtered(server, server.operational(wd), find_child(op, "filter"))]
+    return [_filtered(server, server.operational(wd), find_child(op, "filter"),
+                      session.identity)]
 
 
 # -- editing ------------------------------------------------------------------------------
@@ -184,6 +193,7 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
     check = target != "candidate"
     with server.lock:
         ds.check_writable(target, sid)
+        server.nacm.check_edit(session.identity, config, default_op, ds.get(target).dnode)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
             try:
@@ -264,6 +274,10 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
         server.current_session = None
 
 
+def _data(snapshot: Snapshot) -> etree._Element:
+    return data_element(snapshot.xml())
+
+
 def _source_snapshot(server: OperationServer, source: str | etree._Element) -> Snapshot:
     if isinstance(source, str):
         return server.datastores.get(source)
@@ -280,6 +294,9 @@ def copy_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise invalid_value("<source> and <target> are the same datastore")
     with server.lock:
         snapshot = _source_snapshot(server, source)
+        current = server.datastores.get(target)
+        server.nacm.check_replace(session.identity, lambda: _data(current),
+                                  lambda: _data(snapshot))
         _store(server, target, snapshot, session.session_id)
     return []
 
@@ -288,6 +305,8 @@ def delete_config(server: OperationServer, session: CallingSession, op: etree._E
     """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
     _datastore(op, "target", ("startup",))
     with server.lock:
+        startup = server.datastores.get("startup")
+        server.nacm.check_replace(session.identity, lambda: _data(startup), lambda: None)
         server.datastores.delete_startup(session.session_id)
     return []
 
@@ -334,6 +353,11 @@ def commit(server: OperationServer, session: CallingSession, op: etree._Element)
         raise bad_element("confirm-timeout", f'confirm-timeout "{timeout_text}" is not a '
                           "number of seconds (1..4294967295)", tag="invalid-value") from None
     with server.lock:
+        ds = server.datastores
+        if server.nacm.checks_writes(session.identity) and ds.candidate_modified():
+            running, candidate = ds.get("running"), ds.get("candidate")
+            server.nacm.check_replace(session.identity, lambda: _data(running),
+                                      lambda: _data(candidate))
         server.current_session = session.session_id
         try:
             server.datastores.commit(session.session_id, confirmed=confirmed, timeout=timeout,
@@ -408,7 +432,8 @@ def create_subscription(server: OperationServer, session: CallingSession,
     if filt is None:
         filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
                     None)
-    select = _notification_selector(server, filt)
+    select = server.nacm.notification_guard(session.identity,
+                                            _notification_selector(server, filt))
     sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop,
                        send_later=None if filt is None else session.send_notification_later)
     session.subscription = sub
@@ -483,6 +508,7 @@ def role_rpc(server: OperationServer, session: CallingSession, op: etree._Elemen
                                 include_implicit_defaults=True).get(name, {})
     finally:
         node.free()
+    server.nacm.check_scope(session.identity, f"{module}:{name}", given or {})
     try:
         output = handler(given or {})
     except ApplyError as exc:
@@ -520,10 +546,20 @@ BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+#: The YANG module of each protocol operation namespace (RFC 5277's is "notifications").
+OPERATION_MODULES = {BASE_NS: "ietf-netconf", NOTIF_NS: "notifications",
+                     MONITORING_NS: "ietf-netconf-monitoring"}
+
+
 def dispatch(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """Run operation `op` for `session`: a base operation or one of the role's RPCs."""
     ns = namespace(op) or BASE_NS
-    handler = BASE_OPERATIONS.get((ns, local_name(op)))
+    name = local_name(op)
+    handler = BASE_OPERATIONS.get((ns, name))
+    if handler is not close_session:         # close-session is always allowed (3.4.4)
+        module = OPERATION_MODULES.get(ns) or server.schema.modules_by_ns.get(ns)
+        if module is not None:
+            server.nacm.check_exec(session.identity, module, name)
     if handler is None:
         return role_rpc(server, session, op)
     return handler(server, session, op)

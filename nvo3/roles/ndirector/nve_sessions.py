@@ -51,7 +51,7 @@ class Endpoint:
     port: int
     vtep: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)   # never in a log line
     host_key: str | None = None
     enabled: bool = True
 

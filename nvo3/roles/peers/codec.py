@@ -56,7 +56,8 @@ def context() -> libyang.Context:
     """One libyang context with every nvo3 module (shared; use under `_lock`)."""
     global _context
     if _context is None:
-        ctx = libyang.Context(f"{YANG_DIR}:{pyang_module_dir()}")   # + ietf-netconf-acm
+        # nvo3's modules import ietf-netconf-acm (nacm:default-deny-all), which pyang ships
+        ctx = libyang.Context(f"{YANG_DIR}:{pyang_module_dir()}")
         for path in sorted(YANG_DIR.glob("*.yang")):
             ctx.load_module(path.stem).feature_enable_all()
         _context = ctx
