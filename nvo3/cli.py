@@ -19,8 +19,15 @@ ROLES = ("nve", "vserver", "vcenter", "ndirector")
 
 def _serve(args: argparse.Namespace) -> int:
     from nvo3.daemon import Listen, RoleDaemon, serve_forever
+    from nvo3.netconf.limits import from_args
     try:
         listen = Listen.parse(args.listen)
+        limits = from_args(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    from nvo3.observability.http import MetricsAddress
+    try:
+        metrics = MetricsAddress.parse(args.metrics) if args.metrics else None
     except ValueError as exc:
         return _fail(str(exc))
     state_dir = args.state_dir or DEFAULT_STATE_ROOT / args.role
@@ -30,10 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"network namespace {args.netns} does not exist")
     try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only)
+                            store_only=args.store_only, metrics=metrics, limits=limits)
         serve_forever(daemon)
     except OSError as exc:
-        return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
+        where = f"{listen.host} port {listen.port}"
+        if metrics is not None:
+            where += f" (metrics {metrics.host} port {metrics.port})"
+        return _fail(f"cannot serve on {where}: {exc.strerror or exc}")
     return 0
 
 
@@ -57,7 +67,8 @@ def _user(args: argparse.Namespace) -> int:
         if args.user_command == "add":
             keys = [Path(k).read_text().strip() for k in args.public_key or []]
             password = None if args.no_password else _read_password(args)
-            users.add(args.name, password=password, public_keys=keys)
+            users.add(args.name, password=password, public_keys=keys,
+                      recovery=args.recovery, groups=args.group or [])
             print(f"user {args.name} saved in {users.path}")
         elif args.user_command == "remove":
             users.remove(args.name)
@@ -105,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nvo3 {__version__}")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-file", type=Path, metavar="PATH",
+                        help="append log records to PATH (default: standard error)")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="json: one object per line with ts, level, logger, message and "
+                        "structured fields (journald, Loki)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run a role's NETCONF server")
@@ -120,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nve: the network namespace whose kernel the agent programs; "
                        "vserver: the host namespace its VMs' ports live in (default: the "
                        "root namespace); the server still listens in its own")
+    serve.add_argument("--metrics", metavar="HOST:PORT",
+                       help="serve Prometheus metrics at /metrics and a health check at "
+                       "/healthz over HTTP (off by default; PORT or :PORT: 127.0.0.1)")
+    from nvo3.netconf.limits import add_arguments as add_limit_arguments
+    add_limit_arguments(serve)           # --max-sessions, --idle-timeout, ... (servers/README.md)
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")
@@ -130,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an OpenSSH public key file to authorize (repeatable)")
     add.add_argument("--no-password", action="store_true",
                      help="public-key authentication only")
+    add.add_argument("--recovery", action="store_true",
+                     help="a NACM recovery user: never subject to access control")
+    add.add_argument("--group", action="append", metavar="G",
+                     help="a NACM group of the user (repeatable), added to /nacm/groups")
     remove = user_sub.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     user_sub.add_parser("list", help="list users")
@@ -158,13 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from nvo3.verbs.registry import add_parsers
     add_parsers(sub)                # vm, mapping, nve, group (nvo3/verbs)
+    from nvo3.dashboard.server import add_parser as add_dashboard
+    add_dashboard(sub)              # the web dashboard (nvo3/dashboard)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nvo3.observability.logs import configure
+    try:
+        configure(args.log_level, args.log_file, args.log_format)
+    except OSError as exc:
+        return _fail(f"cannot write the log file {args.log_file}: {exc.strerror or exc}")
     logging.getLogger("ncclient").setLevel(max(logging.WARNING, logging.getLogger().level))
     return int(args.func(args) or 0)
 

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvo3 import allocator
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
 from nvo3.netconf.ssh.users import UserStore
+from nvo3.observability.http import MetricsAddress
+from nvo3.observability.wiring import Observability
 from nvo3.roles import make_role
 
 log = logging.getLogger(__name__)
@@ -54,29 +57,37 @@ class RoleDaemon:
     ended session back to the system."""
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
-                 netns: str | None = None, store_only: bool = False):
+                 netns: str | None = None, store_only: bool = False,
+                 metrics: MetricsAddress | None = None, limits: ServerLimits | None = None):
         allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
         options["state_dir"] = self.state_dir
         if store_only:
             options["store_only"] = True
-        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
+        self.limits = limits or ServerLimits()
         self.users = users_of(self.state_dir)
+        self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores",
+                                    limits=self.limits, accounts=self.users.identity)
         self.ssh = SshServer(self.engine, self.users, self.state_dir / HOST_KEY_FILE,
                              host=listen.host, port=listen.port,
-                             after_connection=allocator.release_free_memory)
+                             after_connection=allocator.release_free_memory,
+                             limits=self.limits)
+        self.observability = Observability(self.engine, self.ssh, metrics)  # audit, metrics
 
     def start(self) -> None:
         if not self.users.names():
-            log.warning("no users in %s: add one with `nvo3 user add NAME --state-dir %s`",
+            log.warning("no users in %s: add one with "
+                        "`nvo3 user add NAME --recovery --state-dir %s`",
                         self.users.path, self.state_dir)
+        self.observability.start()   # /healthz answers 503 until the two steps below
         self.engine.start()          # the saved running config reaches the role first
         self.ssh.start()
 
     def stop(self) -> None:
         self.ssh.stop()
         self.engine.stop()
+        self.observability.stop()
 
     def host_key(self) -> str:
         assert self.ssh.host_key is not None
@@ -90,6 +101,6 @@ def serve_forever(daemon: RoleDaemon) -> None:
         signal.signal(sig, lambda *_: stop.set())
     daemon.start()
     print(f"nvo3 ready: {daemon.engine.role.name} on {daemon.ssh.host} port {daemon.ssh.port}"
-          f" host-key {daemon.host_key()}", flush=True)
+          f" host-key {daemon.host_key()}{daemon.observability.ready_words()}", flush=True)
     stop.wait()
     daemon.stop()

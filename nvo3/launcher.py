@@ -36,6 +36,7 @@ class RoleProcess:
     host_key: str
     username: str
     password: str = field(repr=False)
+    metrics: str | None = None      # HOST:PORT of /metrics and /healthz (serve --metrics)
 
     @property
     def pid(self) -> int:
@@ -74,8 +75,13 @@ class RoleProcess:
 def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 0,
                username: str = "admin", password: str | None = None,
                ready_timeout: float = 30.0, log_file: Path | None = None,
-               extra_args: tuple[str, ...] = (), new_session: bool = False) -> RoleProcess:
-    """Start `nvo3 serve ROLE` and wait for its ready line.
+               extra_args: tuple[str, ...] = (), new_session: bool = False,
+               global_args: tuple[str, ...] = (), recovery: bool = True) -> RoleProcess:
+    """Start `nvo3 serve ROLE` and wait for its ready line; `global_args` go before `serve`
+    (--log-format, --log-file, --log-level), `extra_args` after it.
+
+    The user it creates is a NACM recovery user unless `recovery` is False: the launcher's
+    user is the one role-to-role traffic and tests administer the daemon with.
 
     `new_session`: the daemon gets a session of its own (a lab outlives the command that
     started it, and a Ctrl-C at the terminal reaches only that command).
@@ -83,8 +89,8 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     state_dir = Path(state_dir)
     # hex: a generated password never starts with "-" (it is pasted into command lines)
     password = password or secrets.token_hex(16)
-    users_of(state_dir).add(username, password=password)
-    cmd = [sys.executable, "-m", "nvo3.cli", "serve", role, "--listen", f"{host}:{port}",
+    users_of(state_dir).add(username, password=password, recovery=recovery)
+    cmd = [sys.executable, "-m", "nvo3.cli", *global_args, "serve", role, "--listen", f"{host}:{port}",
            "--state-dir", str(state_dir), *extra_args]
     with open(log_file or state_dir / "daemon.log", "ab") as log:   # the daemon keeps its copy
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
@@ -112,4 +118,6 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
     real_port = int(words[words.index("port") + 1])
     key_at = words.index("host-key")
     host_key = " ".join(words[key_at + 1:key_at + 3])
-    return RoleProcess(role, state_dir, proc, host, real_port, host_key, username, password)
+    metrics = words[words.index("metrics") + 1] if "metrics" in words else None
+    return RoleProcess(role, state_dir, proc, host, real_port, host_key, username, password,
+                       metrics)

@@ -45,9 +45,11 @@ from typing import Any
 
 from nvo3.common import names
 from nvo3.common.tree import Tree
+from nvo3.dashboard.process import is_dashboard, start_dashboard
 from nvo3.lab.netns import Netns, run
 from nvo3.lab.state import Daemon, LabState, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
+from nvo3.lab.users import MANAGING_ROLES, install, lab_users
 from nvo3.launcher import RoleProcess, start_role
 from nvo3.netconf.client.session import Client, connect
 from nvo3.netconf.proto.xml import MONITORING_NS
@@ -170,10 +172,10 @@ class _Builder:
             name, role, ns, dc = item
             d = work / name
             d.mkdir(parents=True, exist_ok=True)
-            p: RoleProcess = start_role(role, d, extra_args=("--netns", ns) if ns else (),
-                                        new_session=True)
+            args = ("--metrics", "127.0.0.1:0", *(("--netns", ns) if ns else ()))
+            p: RoleProcess = start_role(role, d, extra_args=args, new_session=True)
             return Daemon(name, role, p.host, p.port, p.username, p.password, p.host_key,
-                          p.pid, str(d), ns, dc)
+                          p.pid, str(d), ns, dc, p.metrics)
 
         errors = []
         with ThreadPoolExecutor(max_workers=6) as pool:
@@ -233,6 +235,17 @@ class _Builder:
                  f"{len(topo.data_centers)} child vCenters under {ROOT_VCENTER}, "
                  f"{len(topo.hosts)} vServers")
 
+    def users(self) -> None:
+        tenants = [t.name for t in self.topo.tenants]
+        self.state.users = lab_users(tenants)
+        self.save()
+        for d in self.state.daemons:
+            if d.role in MANAGING_ROLES:
+                with session(d) as c:
+                    install(d.state_dir, d.role, c, self.state.users, tenants)
+        self.say("users on the vCenters and the nDirector: " + ", ".join(
+            u.name for u in self.state.users) + " (NACM rules installed over NETCONF)")
+
     def vms(self) -> None:
         wanted = [v for v in self.topo.vms if not v.on_demand]
         if not wanted:
@@ -242,6 +255,17 @@ class _Builder:
                 create_vm(root, self.topo, v)
         self.say("VMs created through the root vCenter: " + ", ".join(
             f"{v.tenant}/{v.name} on {self.topo.host(v.host).vserver}" for v in wanted))
+
+
+    def dashboard(self) -> None:
+        try:        # the lab works without it: a failure is reported, not fatal
+            self.state.dashboard_pid, self.state.dashboard_url = start_dashboard(
+                self.path, Path(self.state.work_dir) / "dashboard.log")
+        except (RuntimeError, OSError) as exc:
+            self.say(f"the dashboard did not start: {exc}")
+            return
+        self.save()
+        self.say(f"dashboard: {self.state.dashboard_url} (log in with a NETCONF user)")
 
 
 def create_vm(root: Client, topo: Topology, v: VmSpec, pinned: bool = True) -> dict[str, Any]:
@@ -286,7 +310,9 @@ def up(topology: Path | str | None = None, path: Path | None = None, prefix: str
         b.namespaces()
         b.daemons()
         b.configure()
+        b.users()
         b.vms()
+        b.dashboard()
         return state
     except BaseException:
         logs = failure_logs(state)
@@ -417,6 +443,9 @@ def down(path: Path | None = None, prefix: str | None = None) -> dict[str, int]:
         except (ValueError, TypeError, KeyError):
             state = None                       # unreadable: fall back to the prefix
     if state is not None:
+        if state.dashboard_pid:
+            counts["daemons"] += _stop_pid(state.dashboard_pid, partial(
+                is_dashboard, state.dashboard_pid, str(path.resolve())))
         for d in reversed(state.daemons):
             counts["daemons"] += _stop_pid(d.pid, partial(_alive, d))
     prefixes = {prefix or (state.prefix if state else None) or load().prefix}
@@ -470,11 +499,11 @@ def status(path: Path | None = None) -> str:
     with ThreadPoolExecutor(max_workers=8) as pool:
         counts = list(pool.map(sessions, state.daemons))
     rows = [[d.name, d.role, d.data_center or "-", d.netns or "-", str(d.pid),
-             "yes" if _alive(d) else "NO", f"{d.host}:{d.port}",
+             "yes" if _alive(d) else "NO", f"{d.host}:{d.port}", d.metrics or "-",
              "-" if n is None else str(n)] for d, n in zip(state.daemons, counts, strict=True)]
     out = [f"lab {state.prefix} (topology {state.topology}, state {path})", "",
-           _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "sessions"],
-                  rows)]
+           _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "metrics",
+                   "sessions"], rows)]
     present = lab_namespaces(state.prefix)
     hosts = [n for n in present if "-vm-" not in n]
     out += ["", f"namespaces ({len(present)}): " + ", ".join(hosts)
@@ -496,8 +525,10 @@ def daemon_summary(path: Path | None = None) -> dict[str, Any]:
     """status as data: daemons alive, session counts, namespaces, VMs (for --json and tests)."""
     state = LabState.load(path or state_path())
     return {"prefix": state.prefix,
-            "daemons": [{"name": d.name, "role": d.role, "pid": d.pid, "alive": _alive(d),
-                         "sessions": sessions(d)} for d in state.daemons],
+            "daemons": [{"name": d.name, "role": d.role, "data-center": d.data_center,
+                         "netns": d.netns, "pid": d.pid, "alive": _alive(d), "host": d.host,
+                         "port": d.port, "sessions": sessions(d), "metrics": d.metrics}
+                        for d in state.daemons],
             "namespaces": lab_namespaces(state.prefix),
             "vms": [{k: v.get(k) for k in ("name", "tenant", "vserver", "state",
                                             "attachment-state")} for v in vms_of(state)]}

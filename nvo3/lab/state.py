@@ -2,7 +2,7 @@
 
 `nvo3 lab up` writes it; `nvo3 lab status|down`, `nvo3 lab demo`, the `nvo3 vm|mapping|nve`
 verbs and the tests read it. Default location: /run/nvo3/lab.json (NVO3_LAB_STATE overrides).
-The file is mode 0600: it holds the daemons' generated passwords.
+The file is mode 0600: it holds the daemons' and the lab users' generated passwords.
 """
 
 from __future__ import annotations
@@ -36,6 +36,18 @@ class Daemon:
     state_dir: str
     netns: str | None = None  # the host namespace it manages (nve, vserver)
     data_center: str | None = None
+    metrics: str | None = None  # HOST:PORT of its /metrics and /healthz (HTTP)
+
+
+@dataclass
+class LabUser:
+    """A NETCONF user of the lab's managing daemons (nvo3.lab.users): its NACM groups and,
+    for a tenant's administrator, the tenant."""
+
+    name: str
+    password: str = field(repr=False)
+    groups: list[str] = field(default_factory=list)
+    tenant: str | None = None
 
 
 @dataclass
@@ -47,6 +59,9 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
     work_dir: str = ""
+    dashboard_pid: int = 0        # the dashboard `lab up` started (0: none)
+    dashboard_url: str = ""
+    users: list[LabUser] = field(default_factory=list)
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:
@@ -70,4 +85,5 @@ class LabState:
             raise FileNotFoundError(f"no lab is up ({path} does not exist): run `nvo3 lab up`")
         raw = json.loads(path.read_text())
         raw["daemons"] = [Daemon(**d) for d in raw.get("daemons", [])]
+        raw["users"] = [LabUser(**u) for u in raw.get("users", [])]
         return cls(**raw)

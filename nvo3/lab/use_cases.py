@@ -1,8 +1,9 @@
 """`nvo3 lab demo`: the draft's four use cases on a running lab, told step by step.
 
-1. on-demand provisioning: create-vm at the root vCenter, placed by the vCenters on a vServer
-   of the requested data center; the vServer attaches the VM at its NVE, the nDirector learns
-   it and pushes the mapping to the other NVEs; the VM answers pings;
+1. on-demand provisioning: the tenant's administrator (NACM: its own tenant only) asks the
+   root vCenter for a VM, placed by the vCenters on a vServer of the requested data center;
+   the vServer attaches the VM at its NVE, the nDirector learns it and pushes the mapping to
+   the other NVEs; the VM answers pings; the same user's try on another tenant is refused;
 2. inter-DC layer 2: each tenant's VMs in dc1 and dc2 talk over VXLAN across the underlay
    (alice: vm1 <-> vm9, bob: vm3 <-> vm2), and the tenants stay apart: alice's vm1 cannot
    reach bob's vm2 although both use 198.19.10.0/24 (different VNIs);
@@ -19,10 +20,11 @@ on-demand VM and vm1 back where the topology has them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,10 @@ from nvo3.common import names
 from nvo3.lab import probe
 from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, create_vm, nve_name, session, vm_namespace
 from nvo3.lab.netns import netns_exec, run
-from nvo3.lab.state import LabState, state_path
+from nvo3.lab.state import LabState, LabUser, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
-from nvo3.netconf.client.session import Client, RemoteRpcError
+from nvo3.lab.users import tenant_user
+from nvo3.netconf.client.session import Client, RemoteRpcError, connect
 from nvo3.roles.peers import codec as peer
 
 VC = names.VCENTER
@@ -102,6 +105,24 @@ class Demo:
             return None
         return row.get("vserver")
 
+    def user_of(self, tenant: str) -> LabUser | None:
+        """The tenant's administrator (None in a lab state without users)."""
+        return next((u for u in self.state.users if u.name == tenant_user(tenant)), None)
+
+    @contextlib.contextmanager
+    def session_as(self, daemon: str, user: LabUser | None) -> Iterator[Client]:
+        """A session to a lab daemon as `user` (None: the daemon's recovery admin)."""
+        if user is None:
+            with session(self.state.daemon(daemon)) as c:
+                yield c
+            return
+        d = self.state.daemon(daemon)
+        c = connect(d.host, d.port, user.name, user.password, host_key=d.host_key)
+        try:
+            yield c
+        finally:
+            c.close()
+
     def ns_of(self, vm: VmSpec, vserver: str) -> str:
         return vm_namespace(self.state.prefix, self.topo.host_of_vserver(vserver).name,
                             vm.tenant, vm.name)
@@ -148,11 +169,24 @@ def use_case_1(d: Demo) -> dict[str, Any]:
                 "choose the vServer, the vServer builds the VM and attaches it at its NVE, "
                 "the nDirector pushes the mapping to the other NVEs.")
     out: dict[str, Any] = {"vm": f"{vm.tenant}/{vm.name}"}
-    with session(d.state.daemon(ROOT_VCENTER)) as c:
+    user = d.user_of(vm.tenant)
+    other = next((v for v in topo.vms if v.tenant != vm.tenant and not v.on_demand), None)
+    refused: bool | None = None
+    with d.session_as(ROOT_VCENTER, user) as c:
         say.begin(f"create-vm {vm.tenant}/{vm.name} (MAC {vm.mac}, {vm.ip}) at "
-                  f"{ROOT_VCENTER}, data-center {dc}")
+                  f"{ROOT_VCENTER}, data-center {dc}, as {user.name if user else 'admin'}")
         reply = create_vm(c, topo, vm, pinned=False)
         out["create_vm_ms"] = round(say.end(reply.get("state", "?")) * 1000, 1)
+        if user is not None and other is not None:
+            say.begin(f"{user.name} tries terminate-vm {other.tenant}/{other.name}")
+            try:
+                peer.call(c, VC, "terminate-vm", {"tenant": other.tenant, "name": other.name})
+                refused = False
+            except RemoteRpcError as exc:
+                refused = exc.tag == "access-denied"
+            say.end("refused: access-denied (NACM, another tenant)" if refused
+                    else "NOT REFUSED")
+    out["cross_tenant_refused"] = refused
     vs, nve = reply["vserver"], reply.get("nve")
     say.say(f"placed by {reply.get('vcenter')} on {vs} (NVE {nve}, port {reply.get('port')})")
     out.update(vserver=vs, nve=nve, vcenter=reply.get("vcenter"))
@@ -196,7 +230,7 @@ def use_case_1(d: Demo) -> dict[str, Any]:
     out["reachable_after_ms"] = None if took is None else round(took * 1000, 1)
     say.end("reachable" if took is not None else "NOT REACHABLE")
     out["passed"] = bool(reply.get("state") == "powered-on" and att.get("state") == "activated"
-                         and nves and took is not None)
+                         and nves and took is not None and refused is not False)
     return out
 
 

@@ -28,8 +28,13 @@ from pathlib import Path
 import libyang
 import pytest
 
+from nvo3.netconf.server.schema import pyang_module_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 YANG_DIR = ROOT / "yang"
+#: the IETF modules nvo3's import (ietf-netconf-acm for nacm:default-deny-all), where pyang
+#: ships them; yanglint and libyang need the folder named, pyang finds it by itself
+IETF_DIR = str(pyang_module_dir())
 EXAMPLES_DIR = YANG_DIR / "examples"
 INVALID_DIR = EXAMPLES_DIR / "invalid"
 TREES_DIR = ROOT / "docs" / "yang"
@@ -59,6 +64,9 @@ def _example_id(path: Path) -> str:
 def _is_state_doc(path: Path) -> bool:
     return path.name.endswith("-state.xml")
 
+
+#: The IETF modules (ietf-netconf-acm, imported for nacm:default-deny-all), where pyang put them
+IETF_DIR = str(pyang_module_dir())
 
 def _tool(name: str) -> str:
     """The tool from this interpreter's virtualenv, else from PATH; fail (never skip)."""
@@ -94,7 +102,7 @@ def yanglint() -> str:
 @pytest.fixture(scope="session")
 def ctx():
     """A libyang context with every module of yang/ loaded (implemented)."""
-    context = libyang.Context(str(YANG_DIR))
+    context = libyang.Context(f"{YANG_DIR}:{IETF_DIR}")
     for module in MODULES:
         context.load_module(module)
     yield context
@@ -116,6 +124,8 @@ def _yanglint_data(yanglint: str, path: Path, state: bool) -> subprocess.Complet
         yanglint,
         "-p",
         "yang",
+        "-p",
+        IETF_DIR,
         "-t",
         "data" if state else "config",
         *(_rel(f) for f in MODULE_FILES),
@@ -162,7 +172,7 @@ def test_pyang_lint_is_silent(pyang: str, path: Path):
 
 def test_yanglint_loads_all_modules(yanglint: str):
     files = [_rel(path) for path in MODULE_FILES]
-    result = _run(yanglint, "-p", "yang", *files)
+    result = _run(yanglint, "-p", "yang", "-p", IETF_DIR, *files)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, (
         f"`yanglint -p yang {' '.join(files)}` (exit {result.returncode}):\n{output}"
@@ -179,18 +189,34 @@ def test_libyang_loads_all_modules(ctx):
 # --- (c) tree diagrams ----------------------------------------------------------------
 
 
+def _header(ctx, module: str) -> str:
+    """What heads a tree document: the module's namespace and prefix, as libyang reads them."""
+    m = ctx.get_module(module)
+    return f"namespace: {libyang.util.c2str(m.cdata.ns)}\nprefix:    {m.prefix()}\n\n"
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_tree_diagram_is_current(pyang: str, module: str):
+def test_tree_diagram_is_current(pyang: str, ctx, module: str):
     tree = TREES_DIR / f"{module}.tree"
     result = _run(pyang, "-f", "tree", "-p", "yang", f"yang/{module}.yang")
     assert result.returncode == 0, f"pyang -f tree failed for {module}:\n{result.stderr}"
     assert tree.is_file(), (
         f"{_rel(tree)} is missing; regenerate the trees with `{REGENERATE}`"
     )
-    assert tree.read_text(encoding="utf-8") == result.stdout, (
+    assert tree.read_text(encoding="utf-8") == _header(ctx, module) + result.stdout, (
         f"{_rel(tree)} is stale (yang/{module}.yang changed); regenerate the trees with "
         f"`{REGENERATE}`"
     )
+
+
+def test_yang_md_states_namespaces_and_prefixes(ctx):
+    """docs/yang.md's table names each module with its namespace and prefix."""
+    text = (ROOT / "docs" / "yang.md").read_text(encoding="utf-8")
+    for module in MODULES:
+        m = ctx.get_module(module)
+        ns = libyang.util.c2str(m.cdata.ns)
+        assert f"| {module} | `{ns}` | `{m.prefix()}` |" in text, (
+            f"docs/yang.md does not state {module}'s namespace and prefix")
 
 
 def test_no_tree_without_module():
@@ -269,7 +295,8 @@ def test_rpc_example_valid(ctx, yanglint: str, path: Path):
         f"{_rel(path)} holds {node.module().name()}:{node.name()}"
     )
     node.free()
-    result = _run(yanglint, "-p", "yang", "-t", "rpc", *(_rel(f) for f in MODULE_FILES),
+    result = _run(yanglint, "-p", "yang", "-p", IETF_DIR, "-t", "rpc",
+                  *(_rel(f) for f in MODULE_FILES),
                   _rel(path))
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, f"yanglint rejects {_rel(path)}:\n{output}"

@@ -53,6 +53,9 @@ def test_up_and_status(lab: Path) -> None:
     saved = json.loads(lab.read_text())
     assert oct(lab.stat().st_mode & 0o777) == "0o600"      # it holds passwords
     assert len(saved["daemons"]) == 12
+    assert {(u["name"], tuple(u["groups"]), u["tenant"]) for u in saved["users"]} == {
+        ("operator", ("operators",), None), ("alice-admin", ("tenant-alice",), "alice"),
+        ("bob-admin", ("tenant-bob",), "bob")}
     summary = json.loads(nvo3("lab", "status", "--json", state=lab).stdout)
     assert all(d["alive"] for d in summary["daemons"]), summary["daemons"]
     sessions = {d["name"]: d["sessions"] for d in summary["daemons"]}
@@ -73,6 +76,7 @@ def test_use_case_1_on_demand_provisioning(demo: Demo) -> None:
     print(out)
     assert out["passed"], out
     assert out["vcenter"] == "vcenter-dc1" and out["vserver"] in ("vserver1", "vserver2")
+    assert out["cross_tenant_refused"] is True       # created as alice-admin, bob's refused
 
 
 def test_use_case_2_inter_dc_layer2(demo: Demo) -> None:

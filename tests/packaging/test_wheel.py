@@ -104,7 +104,8 @@ def test_nvo3_runs_from_the_wheel_not_the_checkout(installed: Installed) -> None
 def served_vcenter(installed: Installed, tmp_path: Path) -> Iterator[tuple[int, str]]:
     """`nvo3 serve vcenter` of the installed package; yields its port and host key."""
     state = tmp_path / "state"
-    added = installed.run("user", "add", "admin", "--state-dir", str(state), stdin=PASSWORD + "\n")
+    added = installed.run("user", "add", "admin", "--recovery", "--state-dir", str(state),
+                          stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     proc = subprocess.Popen([installed.nvo3, "serve", "vcenter", "--listen", "127.0.0.1:0",
                              "--state-dir", str(state)], cwd=installed.workdir,

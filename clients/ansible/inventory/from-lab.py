@@ -9,6 +9,10 @@ and prints every daemon as a host with its address, port, user and password. Gro
   dc_vcenters     the child vCenters, one per data center
   vservers, nves  the per-host agents
 
+NVO3_LAB_USER=NAME logs in to the managing daemons (vCenters, nDirector) as one of the lab's
+NACM users instead of their recovery admin (`operator`, `alice-admin`, ...: the lab state's
+"users"); the per-host agents keep their admin. tenant-vm.yml runs so, as alice-admin.
+
 Host keys are verified, never skipped: a known_hosts made from the daemons' host keys and an
 ssh_config naming it are written into the lab's work directory (`<work_dir>/ansible/`, removed
 by `nvo3 lab down`), and every host gets `ansible_netconf_ssh_config` pointing at it.
@@ -27,8 +31,17 @@ import os
 import sys
 from pathlib import Path
 
+#: how every host is reached, also by a playbook of the user's own outside clients/ansible
+#: (whose group_vars it does not see): NETCONF over SSH, host keys checked, no ~/.ssh keys
+CONNECTION = {"ansible_connection": "ansible.netcommon.netconf",
+              "ansible_network_os": "ansible.netcommon.default",
+              "ansible_netconf_look_for_keys": False, "ansible_paramiko_look_for_keys": False,
+              "ansible_host_key_checking": True,
+              "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+
 GROUPS = {"ndirector": "ndirectors", "vserver": "vservers", "nve": "nves"}
 ROOT_VCENTER = "vcenter-root"
+MANAGING = ("vcenter", "ndirector")
 
 
 def state_path() -> Path:
@@ -53,6 +66,18 @@ def ssh_files(lab: dict) -> Path:
     return ssh_config
 
 
+def lab_user(lab: dict) -> tuple[str, str] | None:
+    """($NVO3_LAB_USER, its password) from the lab state, or None when it is not set."""
+    name = os.environ.get("NVO3_LAB_USER")
+    if not name:
+        return None
+    for u in lab.get("users", []):
+        if u["name"] == name:
+            return u["name"], u["password"]
+    sys.exit(f"NVO3_LAB_USER={name}: the lab has no such user (have: "
+             + ", ".join(u["name"] for u in lab.get("users", [])) + ")")
+
+
 def inventory() -> dict:
     path = state_path()
     if not path.exists():
@@ -60,6 +85,7 @@ def inventory() -> dict:
                  "(or set NVO3_LAB_STATE)")
     lab = json.loads(path.read_text())
     ssh_config = str(ssh_files(lab))
+    user = lab_user(lab)
     groups: dict[str, list[str]] = {"ndirectors": [], "vcenters": [], "dc_vcenters": [],
                                     "vservers": [], "nves": []}
     hostvars = {}
@@ -69,9 +95,10 @@ def inventory() -> dict:
         else:
             group = GROUPS[d["role"]]
         groups[group].append(d["name"])
+        login = user if user and d["role"] in MANAGING else (d["username"], d["password"])
         hostvars[d["name"]] = {
-            "ansible_host": d["host"], "ansible_port": d["port"],
-            "ansible_user": d["username"], "ansible_password": d["password"],
+            **CONNECTION, "ansible_host": d["host"], "ansible_port": d["port"],
+            "ansible_user": login[0], "ansible_password": login[1],
             "ansible_netconf_ssh_config": ssh_config,
             "nvo3_role": d["role"], "nvo3_data_center": d.get("data_center") or "",
             "nvo3_netns": d.get("netns") or ""}

@@ -11,7 +11,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.datastores import Datastores
+from nvo3.netconf.server.nacm import Identity, Nacm
 from nvo3.netconf.server.notifications import EventLog, Subscription
 from nvo3.netconf.server.role_api import RpcHandler
 from nvo3.netconf.server.schema import Schema
@@ -23,6 +25,8 @@ class CallingSession(Protocol):
     subscription: Subscription | None
     #: Run once the reply has been sent (create-subscription replays after its <ok/>).
     after_reply: Callable[[], None] | None
+    #: Who the session is for NACM.
+    identity: Identity | None
 
     @property
     def session_id(self) -> int:
@@ -30,6 +34,9 @@ class CallingSession(Protocol):
 
     def send_notification(self, message: bytes) -> None:
         """Send a whole <notification> message to this session's client."""
+
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send what `produce()` makes, when the session's output gets to it."""
 
 
 class OperationServer(Protocol):
@@ -43,12 +50,20 @@ class OperationServer(Protocol):
         """The one lock every datastore operation runs under."""
 
     @property
+    def limits(self) -> ServerLimits:
+        """The server's resource limits (the xpath filter budget)."""
+
+    @property
     def schema(self) -> Schema:
         """The served YANG modules."""
 
     @property
     def datastores(self) -> Datastores:
         """running, candidate and startup."""
+
+    @property
+    def nacm(self) -> Nacm:
+        """Access control (RFC 8341)."""
 
     @property
     def events(self) -> EventLog:

@@ -12,7 +12,7 @@ import json
 import weakref
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import libyang
 from _libyang import ffi, lib
@@ -83,9 +83,12 @@ class Snapshot:
     already (its caches), so nobody ever sees a snapshot change under them.
     """
 
-    def __init__(self, schema: Schema, dnode: libyang.DNode | None):
+    def __init__(self, schema: Schema, dnode: libyang.DNode | None,
+                 constraints_checked: bool = True):
         self.schema = schema
         self.dnode = dnode
+        #: False for a candidate edited but not yet validated (constraints not checked)
+        self.constraints_checked = constraints_checked
         self._printed: dict[str, bytes] = {}
         self._dict: dict[str, Any] | None = None
         self._retired = False
@@ -138,6 +141,17 @@ class Snapshot:
     def validated(cls, schema: Schema, data: etree._Element) -> Snapshot:
         """Validate a <data> tree (raises RpcError) and return it as a snapshot."""
         return cls(schema, parse_config(schema, data))
+
+    @classmethod
+    def parsed(cls, schema: Schema, data: etree._Element) -> Snapshot:
+        """A <data> tree checked for schema, structure and types only (raises RpcError): the
+        candidate between <commit>s (RFC 7950 section 8.3.3)."""
+        return cls(schema, parse_config(schema, data, validate=False),
+                   constraints_checked=False)
+
+    def checked(self) -> Snapshot:
+        """This snapshot when validated, else a fully validated copy (raises RpcError)."""
+        return self if self.constraints_checked else Snapshot.validated(self.schema, self.tree())
 
     @classmethod
     def empty(cls, schema: Schema) -> Snapshot:
@@ -201,17 +215,29 @@ class Snapshot:
         return isinstance(other, Snapshot) and self.xml() == other.xml()
 
 
-def save_snapshot(path: Path, snapshot: Snapshot) -> None:
-    """Persist a configuration as a <config> document."""
-    write_atomically(path, b'<config xmlns="%s">%s</config>\n'
-                     % (BASE_NS.encode(), snapshot.xml()))
+class Sealer(Protocol):
+    """Encrypts the secret leaves of serialized configuration, and back (`secrets.SecretBox`)."""
+
+    def seal(self, xml: bytes) -> bytes: ...
+
+    def unseal(self, xml: bytes) -> bytes: ...
 
 
-def load_snapshot(schema: Schema, path: Path) -> Snapshot:
+def save_snapshot(path: Path, snapshot: Snapshot, secrets: Sealer | None = None) -> None:
+    """Persist a configuration as a <config> document (its secrets encrypted by `secrets`)."""
+    xml = snapshot.xml() if secrets is None else secrets.seal(snapshot.xml())
+    write_atomically(path, b'<config xmlns="%s">%s</config>\n' % (BASE_NS.encode(), xml))
+
+
+def load_snapshot(schema: Schema, path: Path, secrets: Sealer | None = None) -> Snapshot:
     """Read and validate a persisted configuration; a missing file is an empty one."""
     if not path.exists():
         return Snapshot.empty(schema)
     root = etree.fromstring(path.read_bytes(), PARSER)
+    if secrets is not None:
+        children = secrets.unseal(b"".join(etree.tostring(c) for c in root
+                                           if isinstance(c.tag, str)))
+        return Snapshot.validated(schema, data_element(children))
     data = etree.Element(base("data"))
     data.extend(list(root))
     return Snapshot.validated(schema, data)

@@ -4,7 +4,8 @@ Everything here runs under the server's lock; the methods take the calling sessi
 Rules implemented (RFC 6241 sections 7.5, 8.3, 8.4, 7.2):
 - a lock held by another session refuses lock (lock-denied, error-info session-id) and any
   write to that datastore (in-use);
-- a modified candidate cannot be locked; the candidate lock holder's end discards its changes;
+- a modified candidate cannot be locked; the candidate lock holder's unlock or end discards
+  its changes;
 - commit and discard-changes by another session while the candidate is locked are refused;
 - a confirmed commit rolls back on timeout, on cancel-commit, and when its session ends unless
   it was given a persist id; a persisted confirmed commit survives a restart.
@@ -22,11 +23,14 @@ from pathlib import Path
 
 from nvo3.common.files import write_atomically
 from nvo3.netconf.proto.errors import RpcError
+from nvo3.netconf.server import config_change
 from nvo3.netconf.server.datastore import Snapshot, load_snapshot, save_snapshot
 from nvo3.netconf.server.journal import JournalError
 from nvo3.netconf.server.merge import UNCHANGED, InPlaceMerge, InPlaceMerger
+from nvo3.netconf.server.observer import EditedPaths
 from nvo3.netconf.server.persistence import RunningStore
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.secrets import KEY_FILE, SecretBox
 from nvo3.netconf.server.split_edit import SplitEdit
 
 log = logging.getLogger(__name__)
@@ -52,16 +56,22 @@ class Datastores:
     """The three datastores of one server."""
 
     def __init__(self, schema: Schema, state_dir: Path, installer: Installer,
-                 lock: threading.RLock, on_event: Callable[[str, dict], None]):
+                 lock: threading.RLock, on_event: Callable[[str, dict], None],
+                 secrets_key: Path | None = None):
         self.schema = schema
         self.state_dir = state_dir
         self.installer = installer
         self.lock = lock
         self.on_event = on_event          # ("config-change"| "confirmed-commit", details)
-        self.store = RunningStore(schema, state_dir)
+        # secret leaves are encrypted on disk, with a key kept out of the datastores' folder
+        self.secrets = SecretBox(schema, secrets_key or Path(state_dir).parent / KEY_FILE)
+        self.store = RunningStore(schema, state_dir, self.secrets)
         self.merger = InPlaceMerger(schema)
         self.running = self.store.loaded
-        self.startup = load_snapshot(schema, self._file("startup"))
+        self.startup = load_snapshot(schema, self._file("startup"), self.secrets)
+        if self.secrets.found_clear:          # written before secrets were encrypted
+            save_snapshot(self._file("startup"), self.startup, self.secrets)
+            self.secrets.found_clear = False
         self.candidate = self.running
         self.locks: dict[str, int] = {}
         self.pending: PendingConfirm | None = None
@@ -102,6 +112,9 @@ class Datastores:
         if holder != session:
             why = "is not locked" if holder is None else f"is locked by session {holder}"
             raise RpcError("operation-failed", f"{name} {why}", type="protocol")
+        if name == "candidate" and self.candidate_modified():
+            log.info("session %d unlocked the candidate: discarding its changes", session)
+            self.candidate = self.running      # as at the session's end (Netopeer2, Junos)
         del self.locks[name]
 
     def check_writable(self, name: str, session: int) -> None:
@@ -121,7 +134,7 @@ class Datastores:
             del self.locks[name]
         if self.pending and self.pending.owner == session and self.pending.persist is None:
             log.warning("session %d ended before confirming its commit: rolling back", session)
-            self._rollback("session-end")
+            self._rollback("session-end", session)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -144,7 +157,7 @@ class Datastores:
     def set_startup(self, snapshot: Snapshot, session: int) -> None:
         """Make `snapshot` the startup configuration (persisted)."""
         self.check_writable("startup", session)
-        save_snapshot(self._file("startup"), snapshot)
+        save_snapshot(self._file("startup"), snapshot, self.secrets)
         self.startup = snapshot
 
     def delete_startup(self, session: int) -> None:
@@ -195,7 +208,8 @@ class Datastores:
             try:
                 if name == "running":
                     self._install(merge.after, merged_xml, changed=True, split=split,
-                                  edited=_edited(merge))
+                                  edited=_edited(merge),
+                                  edits=config_change.from_changes(merge.changes))
                 else:
                     self.candidate = merge.after
             except BaseException:
@@ -210,11 +224,13 @@ class Datastores:
 
     def _install(self, snapshot: Snapshot, merged_xml: bytes | None = None,
                  changed: bool = False, split: SplitEdit | None = None,
-                 edited: tuple[str, ...] | None = None) -> None:
+                 edited: tuple[str, ...] | None = None,
+                 edits: list[config_change.Edit] | None = None) -> None:
         """Hand `snapshot` to the role, make it durable, make it running; `changed`: the caller
         knows it differs from running (an in-place edit: no whole-tree comparison);
         `merged_xml` or `split`: the edit that made it (what the journal records); `edited`:
-        the data paths it touched, for the role (an in-place edit)."""
+        the data paths it touched, for the role (an in-place edit); `edits`: what it did, for
+        netconf-config-change (else found from `merged_xml` or from a comparison)."""
         before = self.running
         if not changed and snapshot.xml() == before.xml():
             return
@@ -230,7 +246,11 @@ class Datastores:
             raise RpcError("operation-failed", f"the running configuration could not be "
                            f"saved: {err}") from None
         self.running = snapshot
-        self.on_event("config-change", {"before": before, "after": snapshot})
+        if edits is None:
+            edits = config_change.from_content(self.schema, merged_xml, before) \
+                if merged_xml is not None else config_change.from_diff(self.schema, before,
+                                                                       snapshot)
+        self.on_event("config-change", {"before": before, "after": snapshot, "edits": edits})
 
     # -- commit ---------------------------------------------------------------------------
 
@@ -252,7 +272,9 @@ class Datastores:
                            "persist-id", type="protocol", info=[("bad-element", "persist-id")])
         self.check_writable("running", session)
         rollback = pending.rollback if pending else self.running
-        self._install(self.candidate)
+        checked = self.candidate.checked()     # its constraints, delayed to now (raises)
+        self._install(checked)
+        self.candidate = self.running
         if pending:
             self._stop_timer()
             self.pending = None                   # confirmed (or extended just below)
@@ -330,7 +352,8 @@ class Datastores:
         if self.pending is None or self.pending.persist is None:
             path.unlink(missing_ok=True)
             return
-        save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback)
+        save_snapshot(self.state_dir / "confirmed-rollback.xml", self.pending.rollback,
+                      self.secrets)
         write_atomically(path, json.dumps({"persist": self.pending.persist,
                                            "deadline": self.pending.deadline}).encode())
 
@@ -347,7 +370,8 @@ class Datastores:
         if not path.exists():
             return
         saved = json.loads(path.read_text())
-        rollback = load_snapshot(self.schema, self.state_dir / "confirmed-rollback.xml")
+        rollback = load_snapshot(self.schema, self.state_dir / "confirmed-rollback.xml",
+                                 self.secrets)
         self.pending = PendingConfirm(rollback, 0, saved["persist"], saved["deadline"])
         log.info("resuming persisted confirmed commit %r (%.0f s left)", saved["persist"],
                  saved["deadline"] - time.time())
@@ -357,5 +381,5 @@ class Datastores:
 def _edited(merge: InPlaceMerge) -> tuple[str, ...]:
     """The data paths of the nodes an in-place edit created, changed or deleted."""
     c = merge.changes
-    return (*(n.path for n in c.created), *(n.path for n in c.changed),
-            *(n.path for n in c.deleted))
+    return EditedPaths.of([n.path for n in c.created], [n.path for n in c.changed],
+                          [n.path for n in c.deleted])

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +24,16 @@ import libyang
 from lxml import etree
 
 from nvo3 import YANG_DIR
+from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.proto.errors import RpcError
 from nvo3.netconf.proto.xml import BASE_NS, base, local_name, parse
-from nvo3.netconf.server import operations
+from nvo3.netconf.server import config_change, operations
 from nvo3.netconf.server.datastore import Snapshot, print_xml
 from nvo3.netconf.server.datastores import Datastores
 from nvo3.netconf.server.monitoring import ServerStatistics, SessionInfo, netconf_state
+from nvo3.netconf.server.nacm import NACM_PATH, Accounts, Identity, Nacm
 from nvo3.netconf.server.notifications import EventLog, Subscription, now
+from nvo3.netconf.server.observer import EngineObserver
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Role
 from nvo3.netconf.server.schema import Schema
@@ -70,12 +74,21 @@ class Session:
         self.subscription: Subscription | None = None
         self.closed = False
         self.after_reply: Callable[[], None] | None = None
+        self.identity: Identity | None = server.identity(info.username)
+
+    @property
+    def subscribed(self) -> bool:
+        """True while the session has a live subscription (exempt from the idle timeout)."""
+        return self.subscription is not None and not self.subscription.done
 
     def on_message(self, message: bytes) -> None:
         """Answer one whole <rpc> message (the transport calls this)."""
+        t0 = time.perf_counter()
         counters = (self.info.counters, self.server.stats.counters)
         for c in counters:
             c.in_rpcs += 1
+        op = None
+        outcome = "ok"
         try:
             rpc = parse(message)
         except etree.XMLSyntaxError as exc:
@@ -101,12 +114,16 @@ class Session:
             content: Reply = self.server.dispatch(self, op)
             self._reply(attrs, content)
         except RpcError as err:
+            outcome = err.tag
             self._reply_errors(attrs, [err])
         except RpcErrors as errs:
+            outcome = errs.errors[0].tag if errs.errors else "operation-failed"
             self._reply_errors(attrs, errs.errors)
         except Exception as exc:  # a bug must not kill the session: report it
             log.exception("session %d: %s failed", self.session_id, local_name(op))
+            outcome = "operation-failed"
             self._reply_errors(attrs, [RpcError("operation-failed", f"internal error: {exc}")])
+        self.server.observer.rpc_done(self.info, op, outcome, time.perf_counter() - t0)
         if self.after_reply is not None:
             hook, self.after_reply = self.after_reply, None
             hook()
@@ -117,6 +134,7 @@ class Session:
         self.info.counters.in_bad_rpcs += 1
         self.server.stats.counters.in_bad_rpcs += 1
         self._reply_errors(attrs, [err])
+        self.server.observer.rpc_done(self.info, None, err.tag, 0.0)
 
     def _reply(self, attrs: dict[str, str], content: Reply) -> None:
         head = etree.Element(base("rpc-reply"), nsmap={None: BASE_NS})
@@ -146,6 +164,22 @@ class Session:
             c.out_notifications += 1
         self.sink.send(message)
 
+    def send_notification_later(self, produce: Callable[[], bytes | None], size: int) -> None:
+        """Send the <notification> message `produce()` makes (None: none), made on the
+        session's own output thread when the transport has one (a filter's work then stalls
+        no publisher), else now; `size`: its weight against the output limits meanwhile."""
+        def counted() -> bytes | None:
+            message = produce()
+            if message is not None:
+                for c in (self.info.counters, self.server.stats.counters):
+                    c.out_notifications += 1
+            return message
+        later = getattr(self.sink, "send_later", None)
+        if later is not None:
+            later(counted, size)
+        elif (message := counted()) is not None:
+            self.sink.send(message)
+
     def on_close(self) -> None:
         """The transport is gone: end the session in the engine."""
         self.server.session_closed(self)
@@ -155,8 +189,11 @@ class NetconfServer:
     """The engine for one role: schema, datastores, sessions, events."""
 
     def __init__(self, role: Role, state_dir: Path, yang_dirs: tuple[Path, ...] = (YANG_DIR,),
-                 replay_capacity: int = 10_000):
+                 replay_capacity: int = 10_000, limits: ServerLimits | None = None,
+                 accounts: Accounts | None = None):
         self.role = role
+        self.limits = limits or ServerLimits()
+        self.accounts = accounts       # None: no user store, every session is a recovery one
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.schema = Schema(yang_dirs, role.modules)
@@ -168,9 +205,13 @@ class NetconfServer:
         self._ids = itertools.count(1)
         self.current_session: int | None = None   # who is changing running (under lock)
         self.handlers = role.rpc_handlers()
+        self.observer = EngineObserver()      # metrics and audit plug in here (the daemon)
+        self._edited: tuple[str, ...] | None = None
         self.datastores = Datastores(self.schema, self.state_dir, self._install, self.lock,
                                      self._datastore_event)
         self._capabilities = BASE_CAPABILITIES + self._module_capabilities()
+        self.nacm = Nacm(self.schema, role.access_scopes())
+        self.nacm.reload(self.datastores.running.subtree_dict(NACM_PATH))
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -181,6 +222,7 @@ class NetconfServer:
         log.info("%s: applying saved running configuration (%d bytes)", self.role.name,
                  len(running.xml()))
         self.role.apply(ConfigChange(dict, running.to_dict))
+        self.observer.config_applied()
         self.datastores.resume_pending()
 
     def stop(self) -> None:
@@ -208,6 +250,12 @@ class NetconfServer:
                     f"&content-id={content_id}")
         return caps
 
+    def identity(self, username: str) -> Identity:
+        """Who `username` is for NACM (groups and recovery flag from the user store)."""
+        if self.accounts is None:
+            return Identity(username, recovery=True)
+        return self.accounts(username)
+
     def open_session(self, username: str, peer: tuple[str, int], sink: MessageSink) -> Session:
         """A new session for an authenticated user, with its session-id."""
         with self.lock:
@@ -216,6 +264,7 @@ class NetconfServer:
             self.sessions[sid] = session
             self.stats.in_sessions += 1
         log.info("session %d opened by %s from %s", sid, username, peer[0])
+        self.observer.session_opened(session.info)
         self._publish_base("netconf-session-start", {
             "username": username, "session-id": sid, "source-host": peer[0]})
         return session
@@ -227,13 +276,15 @@ class NetconfServer:
             if session.closed:
                 return
             session.closed = True
-            self.sessions.pop(session.session_id, None)
             if session.subscription:
                 self.events.unsubscribe(session.subscription)
+            # still known while its confirmed commit rolls back: the event names its user
             self.datastores.session_ended(session.session_id)
+            self.sessions.pop(session.session_id, None)
             for name in [n for n in self.lock_times if n not in self.datastores.locks]:
                 del self.lock_times[name]
         log.info("session %d closed", session.session_id)
+        self.observer.session_closed(session.info)
         end = {"username": session.info.username, "session-id": session.session_id,
                "source-host": session.info.source_host,
                "termination-reason": "killed" if killed_by else "closed"}
@@ -268,16 +319,28 @@ class NetconfServer:
 
     def _install(self, before: Snapshot, after: Snapshot,
                  edited: tuple[str, ...] | None = None) -> None:
+        t0 = time.perf_counter()
         try:
             self.role.apply(ConfigChange(before.to_dict, after.to_dict, edited,
                                          after.subtree_dict))
         except ApplyError as exc:
+            self.observer.role_applied(time.perf_counter() - t0, exc.tag)
             raise RpcError(exc.tag, f"{self.role.name} refused the change: {exc}",
                            path=exc.path, app_tag=exc.app_tag) from None
+        self.observer.role_applied(time.perf_counter() - t0, None)
+        self._edited = edited
 
     def _datastore_event(self, kind: str, details: dict[str, Any]) -> None:
         if kind == "config-change":
-            self._publish_base("netconf-config-change", {"datastore": "running"})
+            self.observer.running_changed(self.current_session, self._edited)
+            self._edited = None
+            self.nacm.reload(self.datastores.running.subtree_dict(NACM_PATH))
+            who = self.sessions.get(self.current_session or 0)
+            self.events.publish(config_change.notification(
+                None if who is None else {"username": who.info.username,
+                                          "session-id": who.session_id,
+                                          "source-host": who.info.source_host},
+                details["edits"], self.schema.namespaces))
         elif kind == "confirmed-commit":
             content: dict[str, Any] = {"confirm-event": details["event"]}
             if details.get("timeout") and details["event"] in ("start", "extend"):
@@ -317,16 +380,7 @@ class NetconfServer:
 
     def _publish_base(self, name: str, content: dict[str, Any]) -> None:
         """RFC 6470 notifications (netconf-session-start, -end, -config-change, ...)."""
-        if name == "netconf-config-change":
-            who = self.sessions.get(self.current_session or 0)
-            changed_by: dict[str, Any] = {"server": ""} if who is None else {
-                "username": who.info.username, "session-id": who.session_id,
-                "source-host": who.info.source_host}
-            # one per edit, of values the engine holds: built directly (libyang: ~0.3 ms)
-            self.notify_batch("ietf-netconf-notifications", name,
-                              [{"changed-by": changed_by, **content}])
-            return
-        elif name == "netconf-confirmed-commit" and "session-id" in content:
+        if name == "netconf-confirmed-commit" and "session-id" in content:
             who = self.sessions.get(content["session-id"])
             if who is None:
                 del content["session-id"]
@@ -349,7 +403,8 @@ class NetconfServer:
                 if config is not None else None
         extra: list[libyang.DNode] = []
         try:
-            for module, content in self.role.state().items():
+            for module, content in [*self.role.state().items(),
+                                    ("ietf-netconf-acm", self.nacm.state())]:
                 node = ctx.get_module(module).parse_data_dict(content, validate=False,
                                                               strict=True)
                 if node is not None:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from nvo3.netconf.proto.xml import BASE_NS
+from nvo3.netconf.server.budget import BudgetExceeded, ChildFailed, run_with_budget
 
 #: Key leaf local names of a YANG list entry element, or None when it is not a list entry.
 ListKeys = Callable[[etree._Element], "tuple[str, ...] | None"]
@@ -48,6 +49,11 @@ ListKeys = Callable[[etree._Element], "tuple[str, ...] | None"]
 
 class FilterError(Exception):
     """A filter the server cannot evaluate; the engine answers rpc-error invalid-value."""
+
+
+class FilterBudgetExceeded(Exception):
+    """An xpath filter used more CPU time than its budget; the engine answers rpc-error
+    operation-failed."""
 
 
 @dataclass
@@ -237,6 +243,35 @@ def xpath_filter(data: etree._Element, select: str, nsmap: Mapping[str | None, s
                 break
             marks.partial.add(ancestor)
     return _result(work, marks, list_keys)
+
+
+#: a <data> tree this small is filtered in process (a notification, mostly): even an
+#: expression of cost O(n^4) stays far below any budget there
+SMALL_TREE = 32
+
+
+def xpath_filter_bytes(data: etree._Element, select: str, nsmap: Mapping[str | None, str],
+                       list_keys: ListKeys, budget: float) -> bytes:
+    """`xpath_filter`, serialized, within `budget` seconds of CPU time (0: no budget).
+
+    The evaluation runs in a child process (see :mod:`nvo3.netconf.server.budget`) unless
+    `data` is tiny; past the budget it is killed and FilterBudgetExceeded raised."""
+    def evaluate() -> bytes:
+        return etree.tostring(xpath_filter(data, select, nsmap, list_keys))
+    if not budget or _smaller_than(data, SMALL_TREE):
+        return evaluate()
+    try:
+        return run_with_budget(evaluate, budget)
+    except BudgetExceeded:
+        raise FilterBudgetExceeded(
+            f"the xpath filter {select!r} exceeded its budget of {budget:g} s of CPU time "
+            "and was stopped") from None
+    except ChildFailed as exc:
+        raise FilterError(str(exc)) from None
+
+
+def _smaller_than(data: etree._Element, count: int) -> bool:
+    return all(n < count for n, _ in enumerate(data.iter()))
 
 
 def _result_elements(result: list[object]) -> list[etree._Element]:

@@ -60,9 +60,9 @@ def edit_content(config: etree._Element) -> bytes:
     return b"".join(etree.tostring(c) for c in config if isinstance(c.tag, str))
 
 
-def merged(schema: Schema, base: Snapshot, xml: bytes) -> Snapshot:
+def merged(schema: Schema, base: Snapshot, xml: bytes, validate: bool = True) -> Snapshot:
     """`base` with the edit content `xml` (see `edit_content`) merged in, validated (raises
-    RpcError, changes nothing)."""
+    RpcError, changes nothing); `validate=False`: types and structure only (a candidate)."""
     ctx = schema.context
     try:
         edit = ctx.parse_data_mem(xml, "xml", strict=True, no_state=True, parse_only=True)
@@ -77,11 +77,14 @@ def merged(schema: Schema, base: Snapshot, xml: bytes) -> Snapshot:
         # destruct: libyang moves the edit's nodes into the tree instead of copying them
         tree.merge(edit, with_siblings=True, destruct=True)
     try:
-        tree.first_sibling().validate_all(no_state=True)
+        if validate:
+            tree.first_sibling().validate_all(no_state=True)
+        else:
+            tree.first_sibling().add_defaults(no_state=True)
     except libyang.LibyangError as exc:
         tree.free()
         raise rpc_error_from(exc, schema) from None
-    return Snapshot(schema, tree.first_sibling())
+    return Snapshot(schema, tree.first_sibling(), constraints_checked=validate)
 
 
 # -- in place -----------------------------------------------------------------------------

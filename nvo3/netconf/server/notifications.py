@@ -65,6 +65,9 @@ class Subscription:
     stop: datetime | None = None
     done: bool = False
     on_done: Callable[[], None] = field(default=lambda: None)
+    #: when set, a live notification is filtered and sent by what this queues (the
+    #: session's own output thread), not on the publisher's thread: (produce, size)
+    send_later: Callable[[Callable[[], bytes | None], int], None] | None = None
 
     def deliver(self, notification: Notification, content: etree._Element | None = None,
                 ) -> None:
@@ -76,13 +79,23 @@ class Subscription:
         if self.stop is not None and notification.time > self.stop:
             self.finish(notification.time)
             return
+        if self.send_later is not None and content is not None:
+            self.send_later(lambda: self._selected(notification, None), len(notification.content))
+            return
+        message = self._selected(notification, content)
+        if message is not None:
+            self.send(message)
+
+    def _selected(self, notification: Notification, content: etree._Element | None,
+                  ) -> bytes | None:
+        """The <notification> message if the filter passes it, else None."""
         element = etree.fromstring(notification.content) if content is None else content
         selected = self.select(element)
         if selected is None:
-            return
+            return None
         xml = (notification.content if selected is element
                else etree.tostring(selected, with_tail=False))
-        self.send(render(notification.time, xml))
+        return render(notification.time, xml)
 
     def finish(self, t: datetime) -> None:
         """End the subscription with notificationComplete (once)."""

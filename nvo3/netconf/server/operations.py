@@ -30,17 +30,23 @@ from nvo3.netconf.proto.xml import (
     namespace,
     qname,
 )
-from nvo3.netconf.server import split_edit
+from nvo3.netconf.server import edit_parts, split_edit
 from nvo3.netconf.server.context import CallingSession, OperationServer
 from nvo3.netconf.server.datastore import Snapshot, data_element
 from nvo3.netconf.server.edit import Editor
-from nvo3.netconf.server.filters import FilterError, subtree_filter, xpath_filter
+from nvo3.netconf.server.filters import (
+    FilterBudgetExceeded,
+    FilterError,
+    subtree_filter,
+    xpath_filter_bytes,
+)
 from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
+from nvo3.netconf.server.nacm import Identity
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
 from nvo3.netconf.server.subtree_selection import path_filter
-from nvo3.netconf.server.validation import rpc_error_from
+from nvo3.netconf.server.validation import rpc_error_from, validate_rpc_input
 
 #: One NETCONF operation: the server, the calling session and the operation element.
 Operation = Callable[[OperationServer, CallingSession, etree._Element], Reply]
@@ -113,10 +119,17 @@ def _with_defaults(op: etree._Element) -> str:
     return value
 
 
-def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) -> RawXml:
-    if filt is None:
+def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None,
+              who: Identity | None = None) -> RawXml:
+    """<data> holding `xml`, without what `who` may not read (NACM), then filtered."""
+    pruned = not server.nacm.readable(who)
+    if filt is None and not pruned:
         return RawXml(b"<data xmlns=\"%s\">%s</data>" % (BASE_NS.encode(), xml))
     data = data_element(xml)
+    if pruned:            # before the filter: a filter must not reveal what NACM hides
+        server.nacm.prune(who, data)
+    if filt is None:
+        return RawXml(etree.tostring(data))
     kind = filt.get("type") or filt.get(qname(BASE_NS, "type")) or "subtree"
     keys = server.schema.list_keys
     try:
@@ -130,12 +143,15 @@ def _filtered(server: OperationServer, xml: bytes, filt: etree._Element | None) 
                                                       ("bad-element", "filter")])
             nsmap = {p: n for p, n in filt.nsmap.items() if p}
             nsmap.update(server.schema.namespaces)
-            result = xpath_filter(data, select, nsmap, keys)
+            return RawXml(xpath_filter_bytes(data, select, nsmap, keys,
+                                             server.limits.xpath_budget))
         else:
             raise RpcError("bad-attribute", f'unknown filter type "{kind}"', type="protocol",
                            info=[("bad-attribute", "type"), ("bad-element", "filter")])
     except FilterError as exc:
         raise invalid_value(f"bad filter: {exc}") from None
+    except FilterBudgetExceeded as exc:
+        raise RpcError("operation-failed", str(exc)) from None
     return RawXml(etree.tostring(result))
 
 
@@ -146,18 +162,20 @@ def get_config(server: OperationServer, session: CallingSession, op: etree._Elem
     source = _datastore(op, "source", ("running", "candidate", "startup"))
     wd = _with_defaults(op)
     filt = find_child(op, "filter")
-    path = None if filt is None else path_filter(server.schema, filt)
+    path = None if filt is None or not server.nacm.readable(session.identity) \
+        else path_filter(server.schema, filt)
     with server.lock:                  # printed under the lock: an in-place edit may follow
-        if path is not None:           # one subtree by its path: printed alone
+        if path is not None:           # one subtree by its path, all readable: printed alone
             return [RawXml(server.datastores.get(source).selected_xml(path, wd))]
         xml = server.datastores.get(source).xml(wd)
-    return [_filtered(server, xml, filt)]
+    return [_filtered(server, xml, filt, session.identity)]
 
 
 def get(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """<get> (RFC 6241 section 7.7): running plus every config-false tree, filtered."""
     wd = _with_defaults(op)
-    return [_filtered(server, server.operational(wd), find_child(op, "filter"))]
+    return [_filtered(server, server.operational(wd), find_child(op, "filter"),
+                      session.identity)]
 
 
 # -- editing ------------------------------------------------------------------------------
@@ -177,18 +195,27 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise missing_element("config", "edit-config")
     sid = session.session_id
     ds = server.datastores
+    # the candidate's constraints are checked at <commit> and <validate> (RFC 7950 8.3.3)
+    check = target != "candidate"
     with server.lock:
         ds.check_writable(target, sid)
+        server.nacm.check_edit(session.identity, config, default_op, ds.get(target).dnode)
         if is_plain_merge(config, default_op):
             content = edit_content(config)
-            if test_option != "test-only" and _as_session(
-                    server, sid, lambda: ds.merge_in_place(target, content, sid)):
+            try:
+                if check and test_option != "test-only" and _as_session(
+                        server, sid, lambda: ds.merge_in_place(target, content, sid)):
+                    return []
+                snapshot = merged(server.schema, ds.get(target), content, validate=check)
+            except RpcError:
+                if error_option != "continue-on-error":
+                    raise
+                snapshot = None                # its valid parts: by the Editor, below
+            if snapshot is not None:
+                if test_option != "test-only":
+                    _store(server, target, snapshot, sid, merged_xml=content)
                 return []
-            snapshot = merged(server.schema, ds.get(target), content)
-            if test_option != "test-only":
-                _store(server, target, snapshot, sid, merged_xml=content)
-            return []
-        budget = ds.in_place_budget(target)
+        budget = ds.in_place_budget(target) if check else 0
         if test_option != "test-only" and error_option != "continue-on-error" and budget:
             split = split_edit.split(server.schema, config, default_op, budget)
             if split is not None and _as_session(
@@ -202,10 +229,22 @@ def edit_config(server: OperationServer, session: CallingSession, op: etree._Ele
             if error_option == "rollback-on-error":
                 raise
             errors = [first]                   # stop-on-error keeps what came before it
+        schema = server.schema
+
+        def finish(data: etree._Element) -> Snapshot:
+            return Snapshot.validated(schema, data) if check else Snapshot.parsed(schema, data)
+
         try:
-            snapshot = Snapshot.validated(server.schema, tree)
+            snapshot = finish(tree)
         except RpcError as invalid:
-            raise RpcErrors([*errors, invalid]) from None
+            if error_option != "continue-on-error" or default_op == "replace":
+                raise RpcErrors([*errors, invalid]) from None
+            # continue-on-error: the parts that are valid (RFC 6241 section 7.2)
+            parted, errors = edit_parts.apply_parts(schema, ds.get(target), config, default_op,
+                                                    finish)
+            if parted is None:
+                raise RpcErrors(errors) from None
+            snapshot = parted
         if test_option != "test-only":
             _store(server, target, snapshot, sid)
     if errors:
@@ -227,6 +266,8 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
     """Write `snapshot` to `target`; `merged_xml`: the plain-merge edit content that made it
     from the target's current configuration (running records just that in its journal)."""
     ds = server.datastores
+    if target != "candidate":
+        snapshot = snapshot.checked()          # a candidate copied: its constraints now
     server.current_session = sid
     try:
         if target == "running":
@@ -237,6 +278,10 @@ def _store(server: OperationServer, target: str, snapshot: Snapshot, sid: int,
             ds.set_startup(snapshot, sid)
     finally:
         server.current_session = None
+
+
+def _data(snapshot: Snapshot) -> etree._Element:
+    return data_element(snapshot.xml())
 
 
 def _source_snapshot(server: OperationServer, source: str | etree._Element) -> Snapshot:
@@ -255,6 +300,9 @@ def copy_config(server: OperationServer, session: CallingSession, op: etree._Ele
         raise invalid_value("<source> and <target> are the same datastore")
     with server.lock:
         snapshot = _source_snapshot(server, source)
+        current = server.datastores.get(target)
+        server.nacm.check_replace(session.identity, lambda: _data(current),
+                                  lambda: _data(snapshot))
         _store(server, target, snapshot, session.session_id)
     return []
 
@@ -263,6 +311,8 @@ def delete_config(server: OperationServer, session: CallingSession, op: etree._E
     """<delete-config> (RFC 6241 section 7.4): only startup can be deleted."""
     _datastore(op, "target", ("startup",))
     with server.lock:
+        startup = server.datastores.get("startup")
+        server.nacm.check_replace(session.identity, lambda: _data(startup), lambda: None)
         server.datastores.delete_startup(session.session_id)
     return []
 
@@ -309,6 +359,11 @@ def commit(server: OperationServer, session: CallingSession, op: etree._Element)
         raise bad_element("confirm-timeout", f'confirm-timeout "{timeout_text}" is not a '
                           "number of seconds (1..4294967295)", tag="invalid-value") from None
     with server.lock:
+        ds = server.datastores
+        if server.nacm.checks_writes(session.identity) and ds.candidate_modified():
+            running, candidate = ds.get("running"), ds.get("candidate")
+            server.nacm.check_replace(session.identity, lambda: _data(running),
+                                      lambda: _data(candidate))
         server.current_session = session.session_id
         try:
             server.datastores.commit(session.session_id, confirmed=confirmed, timeout=timeout,
@@ -383,8 +438,10 @@ def create_subscription(server: OperationServer, session: CallingSession,
     if filt is None:
         filt = next((c for c in op if isinstance(c.tag, str) and local_name(c) == "filter"),
                     None)
-    select = _notification_selector(server, filt)
-    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop)
+    select = server.nacm.notification_guard(session.identity,
+                                            _notification_selector(server, filt))
+    sub = Subscription(send=session.send_notification, select=select, start=start, stop=stop,
+                       send_later=None if filt is None else session.send_notification_later)
     session.subscription = sub
     # the reply must precede replayed events: subscribe after it is sent
     session.after_reply = lambda: server.events.subscribe(sub)
@@ -444,14 +501,20 @@ def role_rpc(server: OperationServer, session: CallingSession, op: etree._Elemen
     try:
         node = ctx.parse_op_mem("xml", etree.tostring(op).decode(),
                                 libyang.DataType.RPC_YANG)
-        node.validate(rpc=True)
     except libyang.LibyangError as exc:
+        raise rpc_error_from(exc, server.schema, error_type="application") from None
+    try:
+        with server.lock:              # the input's leafrefs point into running
+            validate_rpc_input(node, server.datastores.get("running").dnode)
+    except libyang.LibyangError as exc:
+        node.free()
         raise rpc_error_from(exc, server.schema, error_type="application") from None
     try:
         given = node.print_dict(strip_prefixes=True,
                                 include_implicit_defaults=True).get(name, {})
     finally:
         node.free()
+    server.nacm.check_scope(session.identity, f"{module}:{name}", given or {})
     try:
         output = handler(given or {})
     except ApplyError as exc:
@@ -489,10 +552,20 @@ BASE_OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
+#: The YANG module of each protocol operation namespace (RFC 5277's is "notifications").
+OPERATION_MODULES = {BASE_NS: "ietf-netconf", NOTIF_NS: "notifications",
+                     MONITORING_NS: "ietf-netconf-monitoring"}
+
+
 def dispatch(server: OperationServer, session: CallingSession, op: etree._Element) -> Reply:
     """Run operation `op` for `session`: a base operation or one of the role's RPCs."""
     ns = namespace(op) or BASE_NS
-    handler = BASE_OPERATIONS.get((ns, local_name(op)))
+    name = local_name(op)
+    handler = BASE_OPERATIONS.get((ns, name))
+    if handler is not close_session:         # close-session is always allowed (3.4.4)
+        module = OPERATION_MODULES.get(ns) or server.schema.modules_by_ns.get(ns)
+        if module is not None:
+            server.nacm.check_exec(session.identity, module, name)
     if handler is None:
         return role_rpc(server, session, op)
     return handler(server, session, op)

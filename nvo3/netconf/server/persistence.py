@@ -25,6 +25,7 @@ from nvo3.netconf.server.datastore import Snapshot, data_element, print_xml
 from nvo3.netconf.server.incremental import release
 from nvo3.netconf.server.journal import MIN_COMPACTION_BYTES, Contents, Journal, JournalError, Record
 from nvo3.netconf.server.schema import Schema
+from nvo3.netconf.server.secrets import SecretBox
 from nvo3.netconf.server.split_edit import SplitEdit
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,20 @@ class RunningStore:
     #: Journal bytes below which no compaction is due, however small the base.
     compaction_floor = MIN_COMPACTION_BYTES
 
-    def __init__(self, schema: Schema, state_dir: Path):
+    def __init__(self, schema: Schema, state_dir: Path, secrets: SecretBox):
         self.schema = schema
+        self.secrets = secrets
         self.journal, contents = Journal.open(state_dir, "running",
                                               min_compaction_bytes=self.compaction_floor)
         try:
             self.loaded = self._replay(contents)
+            if secrets.found_clear:          # written before secrets were encrypted
+                log.info("running configuration: secrets stored in clear; rewriting them "
+                         "encrypted")
+                self.journal.start_compaction(config_document(secrets.seal(
+                    self.loaded.xml())))
+                self.journal.wait_compaction()
+                secrets.found_clear = False
         except BaseException:
             self.journal.close()
             raise
@@ -68,7 +77,8 @@ class RunningStore:
                                                   parse_only=True) if xml.strip() else None
 
     def _replay(self, contents: Contents) -> Snapshot:
-        tree = self._parse(_children_xml(contents.base)) if contents.base else None
+        tree = self._parse(self.secrets.unseal(_children_xml(contents.base))) \
+            if contents.base else None
         try:
             for record in contents.records:
                 tree = self._apply(tree, record)
@@ -82,9 +92,9 @@ class RunningStore:
         if record.kind == REPLACE:
             if tree is not None:
                 tree.first_sibling().free()
-            return self._parse(record.payload)
+            return self._parse(self.secrets.unseal(record.payload))
         if record.kind == MERGE:
-            edit = self._parse(record.payload)
+            edit = self._parse(self.secrets.unseal(record.payload))
             if edit is None:
                 return tree
             if tree is None:
@@ -94,8 +104,10 @@ class RunningStore:
         if record.kind == EDIT:
             if tree is None:
                 raise JournalError("an edit record on an empty configuration")
+            saved = SplitEdit.from_record(record.payload)
+            saved.merge_xml = self.secrets.unseal(saved.merge_xml)
             try:
-                applied = split_edit.apply(self.schema, tree, SplitEdit.from_record(record.payload))
+                applied = split_edit.apply(self.schema, tree, saved)
             except split_edit.NotInPlace as exc:
                 raise JournalError(f"an edit record does not apply: {exc}") from None
             release(applied.changes)
@@ -111,14 +123,16 @@ class RunningStore:
         configuration is recorded. Raises JournalError (OSError inside) when the record could
         not be written and synced.
         """
+        seal = self.secrets.seal                 # secret leaves are encrypted on disk
         if merged_xml is not None:
-            self.journal.append(MERGE, merged_xml)
+            self.journal.append(MERGE, seal(merged_xml))
         elif edit is not None:
-            self.journal.append(EDIT, edit.to_record())
+            self.journal.append(EDIT, SplitEdit(edit.targets, seal(edit.merge_xml),
+                                                None).to_record())
         else:
-            self.journal.append(REPLACE, snapshot.xml())
+            self.journal.append(REPLACE, seal(snapshot.xml()))
         if self.journal.compaction_due():
-            self.journal.start_compaction(config_document(snapshot.xml()))
+            self.journal.start_compaction(config_document(seal(snapshot.xml())))
 
     def close(self) -> None:
         """Wait for a compaction under way, then release the files."""

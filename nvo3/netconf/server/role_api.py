@@ -10,10 +10,12 @@ integers and decimal64 are strings), RPC input in libyang's `print_dict` shape.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
 from nvo3.common.tree import Tree
+from nvo3.netconf.server.observer import NO_TELEMETRY, Telemetry
 
 __all__ = ["ApplyError", "ConfigChange", "Notifier", "Role", "RpcHandler", "Tree"]
 
@@ -88,6 +90,18 @@ class Notifier(Protocol):
         validated (keys first, in schema order), without a libyang round trip each."""
 
 
+@dataclass(frozen=True)
+class AccessScope:
+    """NACM tenant scope of an RPC or notification (RFC 8341 is enforced by the engine): it
+    concerns the data entry at `path` (a template, `{}` standing for the quoted value, e.g.
+    ``/nvo3-vcenter:vcenter/tenants/tenant[name={}]``) named by the input leaf `leaf` (a
+    "/"-separated path of the input, through lists). The caller must be allowed to write that
+    entry (an RPC) or to read it (a notification)."""
+
+    leaf: str
+    path: str
+
+
 class Role:
     """Base class: a role that serves its modules and does nothing else yet.
 
@@ -100,6 +114,9 @@ class Role:
 
     def __init__(self) -> None:
         self.notifier: Notifier | None = None
+        #: Where the role reports latencies and events beyond its state (metrics, when the
+        #: daemon exposes them; a no-op otherwise).
+        self.telemetry: Telemetry = NO_TELEMETRY
 
     def start(self, notifier: Notifier) -> None:
         """Keep the engine's notifier; called before sessions are accepted."""
@@ -118,4 +135,9 @@ class Role:
 
     def rpc_handlers(self) -> dict[str, RpcHandler]:
         """Handlers keyed by `module:rpc-name`; each gets the validated input as a dict."""
+        return {}
+
+    def access_scopes(self) -> dict[str, AccessScope]:
+        """NACM scopes of its RPCs and notifications, keyed by `module:name` (none by
+        default)."""
         return {}

@@ -17,9 +17,9 @@ import libyang
 from _libyang import lib
 from lxml import etree
 
-#: IETF modules the engine itself implements (monitoring, notifications, with-defaults).
+#: IETF modules the engine itself implements (monitoring, notifications, with-defaults, NACM).
 ENGINE_MODULES = ("ietf-netconf", "ietf-netconf-with-defaults", "ietf-netconf-monitoring",
-                  "ietf-netconf-notifications")
+                  "ietf-netconf-notifications", "ietf-netconf-acm")
 
 #: The ietf-netconf features the engine implements (no :url).
 ENGINE_FEATURES = {"ietf-netconf": ("writable-running", "candidate", "confirmed-commit",

@@ -395,15 +395,23 @@ def _same_values(merge: libyang.DNode, values: list[str]) -> bool:
 
 def _put_back_in_place(root: Any, deleted: list[Deleted], ctx: Any) -> None:
     """A replaced list entry goes where the old one was (the Editor replaces it in its place)."""
-    replaced = {d.address: d for d in deleted if d.op == "replace" and d.anchor != ffi.NULL}
-    if not replaced:
+    if not any(d.op == "replace" for d in deleted):
         return
+    replaced = {d.address: d for d in deleted if d.op == "replace" and d.anchor != ffi.NULL}
     new_of: dict[int, Any] = {}
     for d in deleted:
         if d.op == "replace":
             node = _find(root, d.path, ctx)
             if node != ffi.NULL:
                 new_of[d.address] = node
+    for d in deleted:
+        # the only instance there was stays the first: the entries the edit creates follow it
+        if d.op == "replace" and d.anchor == ffi.NULL and d.address in new_of:
+            node = new_of[d.address]
+            first = lx.find_first_instance(lib.lyd_child(ffi.cast("struct lyd_node *",
+                                                                  node.parent)), node.schema)
+            if first != ffi.NULL and first != node:
+                lx.insert_next_to(first, node, False)
     by_address = {d.address: d for d in deleted}
     for d in reversed(deleted):
         if d.address not in replaced or d.address not in new_of:

@@ -94,12 +94,33 @@ def _children_xml(data: etree._Element) -> bytes:
     return b"".join(etree.tostring(child) for child in data)
 
 
-def parse_config(schema: Schema, data: etree._Element) -> libyang.DNode | None:
-    """Parse and fully validate configuration (<data> children); raise RpcError if invalid."""
+def parse_config(schema: Schema, data: etree._Element,
+                 validate: bool = True) -> libyang.DNode | None:
+    """Parse and fully validate configuration (<data> children); raise RpcError if invalid.
+
+    `validate=False`: schema, structure and type errors only (the candidate's edits, RFC 7950
+    section 8.3.3: must, leafref, mandatory, min/max-elements, unique and when wait for
+    <commit> or <validate>); the defaults are added all the same."""
     xml = _children_xml(data)
     if not xml.strip():
         return None
     try:
-        return schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True)
+        tree = schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True,
+                                             parse_only=not validate)
+        if not validate and tree is not None:
+            tree.add_defaults(no_state=True)
+            tree = tree.first_sibling()
+        return tree
     except libyang.LibyangError as exc:
         raise rpc_error_from(exc, schema) from None
+
+
+def validate_rpc_input(rpc: libyang.DNode, running: libyang.DNode | None) -> None:
+    """Validate a parsed RPC/action input against the data it refers to (RFC 7950 section
+    7.14.2: leafrefs and must expressions of an input are evaluated against the datastore).
+
+    The binding's `validate(rpc=True)` passes no data tree, so every leafref of an input into
+    configuration (e.g. an NVE named by its key) would be refused as missing."""
+    dep = ffi.NULL if running is None else running.cdata
+    if lib.lyd_validate_op(rpc.cdata, dep, lib.LYD_TYPE_RPC_YANG, ffi.NULL) != lib.LY_SUCCESS:
+        raise rpc.context.error("validation failed")

@@ -25,6 +25,9 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from nvo3.netconf.limits import ServerLimits
+from nvo3.netconf.ssh import algorithms, disconnects
+from nvo3.netconf.ssh.admission import FATAL_ACCEPT_ERRNOS, AcceptBackoff, Admission, LoginDelays
 from nvo3.netconf.ssh.transport import HELLO_TIMEOUT, ChannelSink, SessionFactory, SessionLog, run_session
 from nvo3.netconf.ssh.users import UserStore
 
@@ -62,9 +65,11 @@ def host_key_line(key: paramiko.PKey) -> str:
 class _Interface(paramiko.ServerInterface):
     """Authentication and channel policy for one SSH connection."""
 
-    def __init__(self, users: UserStore, slog: SessionLog) -> None:
+    def __init__(self, users: UserStore, slog: SessionLog, delays: LoginDelays) -> None:
         self.users = users
         self.log = slog
+        self.delays = delays
+        self.source = slog.context["peer"][0]
         self.username: str | None = None
         self.requested = threading.Event()   # set when the netconf subsystem is granted
         self.netconf = False                 # True once the netconf subsystem was granted
@@ -75,8 +80,11 @@ class _Interface(paramiko.ServerInterface):
 
     def check_auth_password(self, username: str, password: str) -> int:
         if self.users.check_password(username, password):
+            self.delays.succeeded(self.source, username)
             return self._success(username, "password")
-        self.log.warning("password authentication failed for %r", username)
+        delay = self.delays.failed(self.source, username)   # this connection waits, alone
+        self.log.warning("password authentication failed for %r (delayed %.1f s)", username,
+                         delay)
         return paramiko.AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
@@ -121,9 +129,10 @@ class SshServer:
     session's objects are released."""
 
     def __init__(self, factory: SessionFactory, users: UserStore, host_key_path: Path,
-                 host: str = "127.0.0.1", port: int = 830, *, auth_timeout: float = 30.0,
+                 host: str = "127.0.0.1", port: int = 830, *, auth_timeout: float | None = None,
                  hello_timeout: float = HELLO_TIMEOUT,
-                 after_connection: Callable[[], None] | None = None) -> None:
+                 after_connection: Callable[[], None] | None = None,
+                 limits: ServerLimits | None = None) -> None:
         try:
             self._family = (socket.AF_INET6 if ipaddress.ip_address(host).version == 6
                             else socket.AF_INET)
@@ -132,7 +141,12 @@ class SshServer:
         self.factory, self.users = factory, users
         self.host_key_path = Path(host_key_path)
         self.host, self.port = host, port
-        self.auth_timeout, self.hello_timeout = auth_timeout, hello_timeout
+        self.limits = limits = limits or ServerLimits()
+        self.auth_timeout = limits.login_timeout if auth_timeout is None else auth_timeout
+        self.hello_timeout = hello_timeout
+        self.admission = Admission(limits)
+        self.login_delays = LoginDelays(limits)
+        self._refused_pending = 0
         self.after_connection = after_connection
         self.host_key: paramiko.PKey | None = None
         self._sock: socket.socket | None = None
@@ -146,6 +160,7 @@ class SshServer:
 
     def start(self) -> None:
         """Load/create the host key, bind, listen; returns once bound (see :attr:`port`)."""
+        disconnects.install()
         self.host_key = load_or_create_host_key(self.host_key_path)
         sock = socket.socket(self._family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -173,6 +188,11 @@ class SshServer:
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
+    def accepting(self) -> bool:
+        """True while the socket listens and the accept loop runs (health checks)."""
+        return self._sock is not None and self._acceptor is not None \
+            and self._acceptor.is_alive() and not self._stopping.is_set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listener and every session; join threads within about `timeout` s."""
         self._stopping.set()
@@ -182,8 +202,11 @@ class SshServer:
             self._acceptor.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             sinks, transports = list(self._sinks), list(self._transports)
-        for sink in sinks:
-            sink.close()
+        closers = [threading.Thread(target=sink.close, daemon=True) for sink in sinks]
+        for closer in closers:      # in parallel: a stalled client's drain delays no other
+            closer.start()
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
         for transport in transports:
             transport.close()
         with self._lock:
@@ -200,12 +223,12 @@ class SshServer:
         sel = selectors.DefaultSelector()
         sel.register(self._sock, selectors.EVENT_READ)
         sel.register(self._wake_r, selectors.EVENT_READ)
+        backoff = AcceptBackoff()
         try:
             while not self._stopping.is_set():
                 for key, _ in sel.select():
                     if key.fileobj is self._sock and not self._stopping.is_set():
-                        conn, addr = self._sock.accept()
-                        self._spawn(conn, (str(addr[0]), int(addr[1])))
+                        self._accept_one(backoff)
         except OSError as exc:
             if not self._stopping.is_set():
                 log.error("listener on %s port %d failed: %s", self.host, self.port, exc)
@@ -213,25 +236,70 @@ class SshServer:
             sel.close()
             self._sock.close()
 
+    def _accept_one(self, backoff: AcceptBackoff) -> None:
+        """Accept one connection; out of file descriptors, memory or threads, pause and go on
+        (the listener closes only when its own socket is broken)."""
+        assert self._sock is not None
+        try:
+            conn, addr = self._sock.accept()
+        except OSError as exc:
+            if exc.errno in FATAL_ACCEPT_ERRNOS:
+                raise
+            backoff.failed(f"accept on port {self.port}", exc)
+            return
+        peer = (str(addr[0]), int(addr[1]))
+        refused = self.admission.begin_auth(peer[0])
+        if refused is not None:
+            self._refused_pending += 1
+            if self._refused_pending == 1 or self._refused_pending % 100 == 0:
+                log.warning("%s: closed %s:%d (%d refused so far)", refused, peer[0], peer[1],
+                            self._refused_pending)
+            conn.close()
+            return
+        try:
+            self._spawn(conn, peer)
+        except RuntimeError as exc:          # can't start new thread
+            self.admission.end_auth(peer[0])
+            conn.close()
+            backoff.failed("starting a connection thread", exc)
+            return
+        backoff.succeeded()
+
     def _spawn(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         thread = threading.Thread(target=self._serve_connection, args=(conn, peer), daemon=True,
                                   name=f"netconf-ssh-{peer[0]}:{peer[1]}")
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            with self._lock:
+                self._threads.discard(thread)
+            raise
 
     def _serve_connection(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         slog = SessionLog(log, {"peer": peer})
-        transport = paramiko.Transport(conn)
+        pending = [True]              # counted by the admission until it logs in
+        try:
+            transport = paramiko.Transport(conn)
+        except Exception as exc:         # out of memory or descriptors: drop this one only
+            slog.warning("cannot set up SSH on the connection: %s", exc)
+            self.admission.end_auth(peer[0])
+            conn.close()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+            return
         with self._lock:
             self._transports.add(transport)
         try:
-            self._negotiate_and_run(transport, peer, slog)
+            self._negotiate_and_run(transport, peer, slog, pending)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             slog.info("SSH connection ended during setup: %s", exc)
         except Exception:
             slog.exception("unexpected error on SSH connection")
         finally:
+            if pending:
+                self.admission.end_auth(peer[0])
             transport.close()
             with self._lock:
                 self._transports.discard(transport)
@@ -241,11 +309,12 @@ class SshServer:
                 self.after_connection()
 
     def _negotiate_and_run(self, transport: paramiko.Transport, peer: tuple[str, int],
-                           slog: SessionLog) -> None:
+                           slog: SessionLog, pending: list[bool]) -> None:
         assert self.host_key is not None
         transport.add_server_key(self.host_key)
+        algorithms.restrict(transport)
         transport.banner_timeout = transport.handshake_timeout = self.auth_timeout
-        iface = _Interface(self.users, slog)
+        iface = _Interface(self.users, slog, self.login_delays)
         transport.start_server(server=iface)
         deadline = time.monotonic() + self.auth_timeout
         channel = None
@@ -257,11 +326,18 @@ class SshServer:
         if channel is None or not iface.netconf or iface.username is None:
             slog.warning("no authenticated netconf subsystem; disconnecting")
             return
+        pending.clear()
+        self.admission.end_auth(peer[0])
+        refused = self.admission.begin_session(iface.username)
+        if refused is not None:
+            slog.warning("session refused: %s", refused)
+            return
         sinks: list[ChannelSink] = []
         try:
             run_session(channel, self.factory, iface.username, peer, self.hello_timeout,
-                        on_sink=lambda sink: self._track(sink, sinks))
+                        on_sink=lambda sink: self._track(sink, sinks), limits=self.limits)
         finally:
+            self.admission.end_session(iface.username)
             with self._lock:
                 self._sinks.difference_update(sinks)
 

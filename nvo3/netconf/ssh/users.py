@@ -9,7 +9,12 @@ directory) with mode 0600. Password checks run scrypt even for unknown users and
 Format::
 
     {"version": 1, "users": {"admin": {"password": {"scheme": "scrypt", "n": 16384, "r": 8,
-     "p": 1, "salt": "<hex>", "hash": "<hex>"}, "public_keys": ["ssh-ed25519 AAAA..."]}}}
+     "p": 1, "salt": "<hex>", "hash": "<hex>"}, "public_keys": ["ssh-ed25519 AAAA..."],
+     "recovery": false, "groups": ["operators"]}}}
+
+`recovery: true` makes a NACM recovery user (RFC 8341 section 3.4.2: never checked);
+`groups` are the user's NACM groups from the transport (section 3.5.2), used in addition to
+the groups configured in /nacm.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from typing import Any
 import paramiko
 
 from nvo3.common.files import write_atomically
+from nvo3.netconf.server.nacm import Identity
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+GROUP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2 ** 14, 8, 1, 32
 _DUMMY_SALT = secrets.token_bytes(16)
 
@@ -46,6 +53,13 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UserError(f"invalid user name {name!r}: use 1-32 characters, lower-case letters, "
                         "digits, '_', '.', '-', starting with a letter or '_'")
+    return name
+
+
+def validate_group(name: str) -> str:
+    """Return `name` if it is a valid NACM group name, else raise UserError saying why."""
+    if not isinstance(name, str) or not GROUP_RE.fullmatch(name):
+        raise UserError(f"invalid group name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
     return name
 
 
@@ -108,22 +122,27 @@ class UserStore:
         self._mtime = self.path.stat().st_mtime_ns
 
     # management ---------------------------------------------------------------------------------
-    def add(self, name: str, password: str | None = None, public_keys: Iterable[str] = ()) -> None:
-        """Create or replace user `name` with a password and/or authorized keys."""
+    def add(self, name: str, password: str | None = None, public_keys: Iterable[str] = (),
+            recovery: bool = False, groups: Iterable[str] = ()) -> None:
+        """Create or replace user `name` with a password and/or authorized keys, its NACM
+        groups and whether it is a recovery user."""
         validate_name(name)
+        group_names = sorted({validate_group(g) for g in groups})
         keys = [" ".join(k.strip().split()[:3]) for k in public_keys if k.strip()]
         for k in keys:
             parse_public_key(k)
         if password is None and not keys:
             raise UserError(f"user {name!r} needs a password or at least one public key")
-        record: dict[str, Any] = {"public_keys": keys}
+        record: dict[str, Any] = {"public_keys": keys, "recovery": bool(recovery),
+                                  "groups": group_names}
         if password is not None:
             record["password"] = hash_password(password)
         with self._lock:
             self._load()
             self._users[name] = record
             self._save()
-        log.info("user %s stored (password: %s, keys: %d)", name, password is not None, len(keys))
+        log.info("user %s stored (password: %s, keys: %d, recovery: %s, groups: %s)", name,
+                 password is not None, len(keys), bool(recovery), ",".join(group_names) or "-")
 
     def remove(self, name: str) -> None:
         """Delete user `name`; KeyError if there is no such user."""
@@ -140,6 +159,13 @@ class UserStore:
         with self._lock:
             self._load()
             return sorted(self._users)
+
+    def identity(self, name: str) -> Identity:
+        """Who user `name` is for NACM: its groups and whether it is a recovery user."""
+        record = self._record(name) or {}
+        groups = record.get("groups") or []
+        return Identity(name, tuple(str(g) for g in groups if isinstance(g, str)),
+                        record.get("recovery") is True)
 
     # authentication ----------------------------------------------------------------------------
     def _record(self, name: str) -> dict[str, Any] | None:

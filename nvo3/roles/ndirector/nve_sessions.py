@@ -51,7 +51,7 @@ class Endpoint:
     port: int
     vtep: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)   # never in a log line
     host_key: str | None = None
     enabled: bool = True
 
@@ -250,8 +250,10 @@ class NveSession:
 
     def __init__(self, endpoint: Endpoint, director: Director,
                  connect_fn: Callable[..., Client] = connect,
-                 gate: Callable[[], bool] = lambda: True) -> None:
+                 gate: Callable[[], bool] = lambda: True,
+                 on_push: Callable[[str, float, bool], None] | None = None) -> None:
         self.endpoint = endpoint
+        self._on_push = on_push         # (NVE name, seconds, accepted) after each push
         self._gate = gate               # False while pushes must wait (nDirector start-up)
         self._reread = threading.Event()
         self._push_backoff = Backoff(PUSH_RETRY_FIRST, BACKOFF_MAX)
@@ -467,16 +469,21 @@ class NveSession:
         self.stats.pushes += 1
         try:
             nc.push(client, edit)
+            ok = True
         except RemoteRpcError as exc:
+            ok = False
             self.stats.push_failures += 1
             self.stats.last_error = f"{what} refused: {exc}"
             log.error("nve %s: push of %d %s refused: %s", self.name, edit.size(), what, exc)
-            return False
         except ClientError as exc:
+            ok = False
             self.stats.push_failures += 1
             self.stats.last_error = f"{what} not sent: {exc}"
             log.warning("nve %s: push of %s failed: %s", self.name, what, exc)
             self._down.set()
-            return False
-        self.stats.last_push_latency_us = int((time.perf_counter() - t0) * 1e6)
-        return True
+        seconds = time.perf_counter() - t0
+        if ok:
+            self.stats.last_push_latency_us = int(seconds * 1e6)
+        if self._on_push is not None:
+            self._on_push(self.name, seconds, ok)
+        return ok

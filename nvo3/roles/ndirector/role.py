@@ -39,6 +39,7 @@ from nvo3.common.mac import norm_mac
 from nvo3.common.names import NDIRECTOR
 from nvo3.common.tree import Tree, entries
 from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role, RpcHandler
+from nvo3.roles.ndirector.audit import audit_mappings
 from nvo3.roles.ndirector.mapping_table import (
     ASSOCIATED,
     Change,
@@ -135,7 +136,8 @@ class NDirectorRole(Role):
             self.endpoints = endpoints
             for name, ep in endpoints.items():
                 if name not in self.sessions:
-                    self.sessions[name] = NveSession(ep, self, gate=self._may_push)
+                    self.sessions[name] = NveSession(ep, self, gate=self._may_push,
+                                                     on_push=self._pushed)
                     self.sessions[name].start()
         if stopping:   # never join under the engine's lock: a session may be notifying
             threading.Thread(target=_stop_all, args=(stopping,), daemon=True).start()
@@ -164,10 +166,15 @@ class NDirectorRole(Role):
                     if t0:
                         done.append(now - t0)
             for d in done:
+                self.telemetry.observe("convergence_seconds", d)
                 us = int(d * 1e6)
                 c = self._conv
                 c["last"], c["sum"], c["count"] = us, c["sum"] + us, c["count"] + 1
                 c["max"] = max(c["max"], us)
+
+    def _pushed(self, nve: str, seconds: float, accepted: bool) -> None:
+        self.telemetry.observe("push_seconds", seconds, nve=nve,
+                               outcome="ok" if accepted else "failed")
 
     def _may_push(self) -> bool:
         if self._ready:
@@ -317,6 +324,7 @@ class NDirectorRole(Role):
         for ch in out.changes:
             keys.add(ch.mapping.key)
             notes.append(("mapping-changed", self._change_note(ch)))
+        audit_mappings(out.changes)
         for ref in out.refused:
             r = ref.report
             log.warning("ndirector: refused %s of VNI %d at %s: %s (it lives at %s, sequence "

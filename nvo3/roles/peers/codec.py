@@ -41,6 +41,7 @@ from nvo3.common.names import namespace
 from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client
 from nvo3.netconf.proto.xml import BASE_NS
+from nvo3.netconf.server.schema import pyang_module_dir
 
 #: The key of a container or list-entry dict that gives the node's nc:operation.
 OPERATION = "@operation"
@@ -55,7 +56,8 @@ def context() -> libyang.Context:
     """One libyang context with every nvo3 module (shared; use under `_lock`)."""
     global _context
     if _context is None:
-        ctx = libyang.Context(str(YANG_DIR))
+        # nvo3's modules import ietf-netconf-acm (nacm:default-deny-all), which pyang ships
+        ctx = libyang.Context(f"{YANG_DIR}:{pyang_module_dir()}")
         for path in sorted(YANG_DIR.glob("*.yang")):
             ctx.load_module(path.stem).feature_enable_all()
         _context = ctx

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nvo3.common.backoff import Backoff
@@ -44,7 +44,7 @@ class PeerConfig:
     address: str
     port: int = 830
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)   # never in a log line
     host_key: str | None = None
     data_centers: tuple[str, ...] = ()
     nve: str | None = None

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nvo3.common.tree import Tree, entries
-from nvo3.netconf.server.role_api import ConfigChange, Notifier, Role, RpcHandler
+from nvo3.netconf.server.role_api import AccessScope, ConfigChange, Notifier, Role, RpcHandler
 from nvo3.roles.peers.sessions import PeerConfig
 from nvo3.roles.vcenter.context import MODULE, VCenterContext
 from nvo3.roles.vcenter.lifecycle import VmLifecycle
@@ -139,6 +139,17 @@ class VCenterRole(Role):
             "relocate-vm": self._local_or_root(move.relocate_vm, root.relocate_vm),
             "replicate-vm": self._local_or_root(move.replicate_vm, root.replicate_vm),
         }.items()}
+
+    def access_scopes(self) -> dict[str, AccessScope]:
+        """Every RPC and notification naming a tenant concerns that tenant's entry (NACM:
+        a tenant's operator may act on its own tenant only)."""
+        tenant = f"/{MODULE}:vcenter/tenants/tenant[name={{}}]"
+        scopes = {name: AccessScope("tenant", tenant) for name in (
+            "create-vm", "terminate-vm", "modify-vm", "relocate-vm", "replicate-vm",
+            "lookup-vm", "register-vm", "unregister-vm", "bulk-register-vms",
+            "bulk-unregister-vms", "vm-report", "vm-alert")}
+        scopes["report-vm"] = AccessScope("vm/tenant", tenant)
+        return {f"{MODULE}:{name}": scope for name, scope in scopes.items()}
 
     def _local_or_root(self, local: RpcHandler, root: RpcHandler) -> RpcHandler:
         """An operator RPC: carried out here, or delegated when this is a root vCenter."""

@@ -256,22 +256,3 @@ def test_closed_subscriber_gets_nothing_more(server):
     before = len(sub.sink.messages)
     ping(other, 1)
     assert len(sub.sink.messages) == before
-
-
-@pytest.mark.parametrize("by_session", [True, False])
-def test_config_change_is_what_libyang_validates_and_prints(server, monkeypatch, by_session):
-    """netconf-config-change is built directly (one per edit); it equals the notification
-    libyang builds from the same content, by a session or by the server itself (a confirmed
-    commit's timeout)."""
-    editor = Client(server, "bob")
-    published: list[etree._Element] = []
-    monkeypatch.setattr(server.events, "publish", published.append)
-    server.current_session = editor.session.session_id if by_session else None
-    server._publish_base("netconf-config-change", {"datastore": "running"})
-    server.current_session = None
-    changed_by = {"username": "bob", "session-id": editor.session.session_id,
-                  "source-host": "127.0.0.1"} if by_session else {"server": None}
-    server.notify("ietf-netconf-notifications", "netconf-config-change",
-                  {"changed-by": changed_by, "datastore": "running"})
-    direct, reference = published
-    assert etree.tostring(direct, method="c14n") == etree.tostring(reference, method="c14n")
