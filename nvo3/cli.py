@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nvo3 import __version__
+from nvo3 import __version__, etcd_options
 from nvo3.bench import NAMES as BENCHES
 
 DEFAULT_STATE_ROOT = Path("/var/lib/nvo3")
@@ -29,8 +29,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         return _fail(f"network namespace {args.netns} does not exist")
     try:
+        options = etcd_options.role_options(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only)
+                            store_only=args.store_only, role_options=options)
         serve_forever(daemon)
     except OSError as exc:
         return _fail(f"cannot serve on {listen.host} port {listen.port}: {exc.strerror or exc}")
@@ -120,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nve: the network namespace whose kernel the agent programs; "
                        "vserver: the host namespace its VMs' ports live in (default: the "
                        "root namespace); the server still listens in its own")
+    etcd_options.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")

@@ -54,11 +54,13 @@ class RoleDaemon:
     ended session back to the system."""
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
-                 netns: str | None = None, store_only: bool = False):
+                 netns: str | None = None, store_only: bool = False,
+                 role_options: dict[str, object] | None = None):
         allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
         options["state_dir"] = self.state_dir
+        options.update(role_options or {})
         if store_only:
             options["store_only"] = True
         self.engine = NetconfServer(make_role(role_name, **options), self.state_dir / "datastores")
