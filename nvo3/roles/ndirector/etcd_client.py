@@ -15,7 +15,9 @@ when the stream breaks, and the nDirector must know it (it reloads and watches a
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +146,11 @@ class EtcdClient:
             body["lease"] = lease
         return int(self._post("/kv/put", body)["header"]["revision"])
 
+    def delete_prefix(self, prefix: str) -> int:
+        reply = self._post("/kv/deleterange", {"key": b64(prefix),
+                                               "range_end": b64(prefix_end(prefix))})
+        return int(reply["header"]["revision"])
+
     def txn(self, compare: list[dict[str, Any]], success: list[dict[str, Any]],
             failure: list[dict[str, Any]] | None = None) -> TxnResult:
         reply = self._post("/kv/txn", {"compare": compare, "success": success,
@@ -213,7 +220,12 @@ class EtcdClient:
             self._watch_response = resp
 
             def stop(resp: requests.Response = resp) -> None:
-                resp.close()
+                # as etcd3gw's Watcher.stop: shut the socket down under the reading thread
+                with contextlib.suppress(Exception):
+                    fd = resp.raw._fp.fileno()
+                    s = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
             self._stop_watch = stop
             try:
                 _watch(resp, callback)
