@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nvo3.common.files import write_atomically
 
@@ -47,6 +48,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     daemons: list[Daemon] = field(default_factory=list)
     work_dir: str = ""
+    etcd: list[dict[str, Any]] = field(default_factory=list)   # federated lab: its members
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:
