@@ -17,7 +17,7 @@ import pytest
 from nvo3.lab.etcd import EtcdCluster
 from nvo3.roles.ndirector.etcd_client import EtcdClient, EtcdSettings
 from nvo3.roles.ndirector.etcd_table import EtcdStore, mapping_key
-from nvo3.roles.ndirector.mapping_table import MappingTable, Report
+from nvo3.roles.ndirector.mapping_table import DuplicateMacConfig, MappingTable, Report
 
 MAC = "02:00:00:00:aa:01"
 KEY = (7, MAC)
@@ -134,3 +134,19 @@ def test_no_quorum_refuses_then_catches_up(cluster: EtcdCluster,
     assert a.table.get(*KEY).nve == "h2" and stored(cluster)["nve"] == "h2"    # caught up
     b.pump(0.5)
     assert b.table.get(*KEY).nve == "h2"
+
+
+def test_duplicate_mac_freeze_is_shared(cluster: EtcdCluster, sides: tuple[Side, Side]) -> None:
+    a, b = sides
+    a.table.configure(DuplicateMacConfig(max_moves=2, window=60))
+    a.store.report(report("h1", "198.18.0.1", 1.0), time.monotonic())
+    a.store.report(report("h2", "198.18.0.2", 2.0), time.monotonic())
+    out = a.store.report(report("h1", "198.18.0.1", 3.0), time.monotonic())
+    assert out.duplicates and a.table.get(*KEY).frozen
+    assert stored(cluster)["frozen"] is True
+    b.pump()
+    assert b.table.get(*KEY).frozen                       # dc2 holds it frozen too
+    cleared, _ = a.store.clear_duplicates(time.monotonic(), None, None)
+    assert cleared == 1 and stored(cluster)["frozen"] is False
+    b.pump()
+    assert not b.table.get(*KEY).frozen

@@ -196,7 +196,7 @@ class EtcdStore:
         frozen = {k for k, m in self.table.mappings.items() if m.frozen}
         if not frozen or self.table.dup.recovery is None:
             return self.table.tick(now)     # ages move windows only: nothing to store
-        return self._decide(frozen, lambda: self.table.tick(now))
+        return self._decide(frozen, lambda: self._unfrozen(frozen, self.table.tick(now)))
 
     def clear_duplicates(self, now: float, vni: int | None,
                          mac: str | None) -> tuple[int, MappingOutcome]:
@@ -205,9 +205,18 @@ class EtcdStore:
 
         def decide() -> MappingOutcome:
             cleared[0], out = self.table.clear_duplicates(now, vni, mac)
-            return out
+            return self._unfrozen(frozen, out)
         out = self._decide(frozen, decide)
         return cleared[0], out
+
+    def _unfrozen(self, frozen: set[Key], out: MappingOutcome) -> MappingOutcome:
+        """A MAC unfrozen where it is changes no location, but the stored freeze must go."""
+        changed = {c.mapping.key for c in out.changes}
+        for k in frozen - changed:
+            m = self.table.mappings.get(k)
+            if m is not None and not m.frozen:
+                out.changes.append(Change("updated", _copy(m) or m))
+        return out
 
     def publish_members(self, members: dict[str, tuple[str, set[int]]]) -> None:
         """This data center's NVEs, their VTEPs and VNIs (written by the leader)."""
@@ -429,9 +438,11 @@ class EtcdStore:
 
     def _write(self, key: Key, ch: Change) -> dict[str, Any]:
         path = b64(mapping_key(key))
-        if ch.kind == "removed":
+        m = self.table.mappings.get(key)
+        if ch.kind == "removed" or m is None:
             return {"request_delete_range": {"key": path}}
-        return {"request_put": {"key": path, "value": b64(encode(ch.mapping, self.dc))}}
+        # the mapping as it is now (a change's copy predates a duplicate MAC's freeze)
+        return {"request_put": {"key": path, "value": b64(encode(m, self.dc))}}
 
     def _restore(self, befores: dict[Key, Mapping | None], keys: set[Key]) -> None:
         for k in keys:
