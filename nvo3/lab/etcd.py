@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -28,6 +29,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS on the members' client URLs: the CA that signs both sides, the server's certificate
+    and key (for 127.0.0.1), and the client certificate every client must show."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def flags(self) -> list[str]:
+        return ["--cert-file", str(self.server_cert), "--key-file", str(self.server_key),
+                "--trusted-ca-file", str(self.ca), "--client-cert-auth"]
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
 @dataclass
 class EtcdMember:
     name: str
@@ -36,10 +58,12 @@ class EtcdMember:
     peer_port: int
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None          # set when the member was started by another command (lab)
+    tls: ClientTls | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -58,8 +82,10 @@ class EtcdMember:
         return _cmdline(self.pid).startswith(ETCD)
 
     def healthy(self, timeout: float = 1.0) -> bool:
+        ctx = self.tls.context() if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout) as r:
+            with urllib.request.urlopen(f"{self.client_url}/health", timeout=timeout,
+                                        context=ctx) as r:
                 return bool(json.loads(r.read()).get("health") in ("true", True))
         except (OSError, ValueError):
             return False
@@ -80,12 +106,14 @@ class EtcdCluster:
     size: int = 3
     token: str = "nvo3"
     members: list[EtcdMember] = field(default_factory=list)
+    tls: ClientTls | None = None
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir)
         if not self.members:
             self.members = [EtcdMember(f"etcd{i + 1}", self.base_dir / f"etcd{i + 1}",
-                                       free_port(), free_port()) for i in range(self.size)]
+                                       free_port(), free_port(), tls=self.tls)
+                            for i in range(self.size)]
 
     @property
     def endpoints(self) -> list[str]:
@@ -108,7 +136,8 @@ class EtcdCluster:
                "--initial-cluster", self._initial_cluster(),
                "--initial-cluster-token", self.token, "--initial-cluster-state", "new",
                "--heartbeat-interval", str(HEARTBEAT_MS), "--election-timeout", str(ELECTION_MS),
-               "--logger", "zap", "--log-outputs", "stderr"]
+               "--logger", "zap", "--log-outputs", "stderr",
+               *(self.tls.flags() if self.tls else [])]
         with open(m.data_dir / "etcd.log", "ab") as log:
             m.process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          start_new_session=new_session)

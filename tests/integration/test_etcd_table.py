@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import queue
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from nvo3.lab.etcd import EtcdCluster
-from nvo3.roles.ndirector.etcd_client import EtcdClient, EtcdSettings
+from nvo3.lab.etcd import ClientTls, EtcdCluster
+from nvo3.roles.ndirector.etcd_client import EtcdClient, EtcdSettings, StoreUnavailable
 from nvo3.roles.ndirector.etcd_table import EtcdStore, mapping_key
 from nvo3.roles.ndirector.mapping_table import DuplicateMacConfig, MappingTable, Report
 
@@ -150,3 +151,39 @@ def test_duplicate_mac_freeze_is_shared(cluster: EtcdCluster, sides: tuple[Side,
     assert cleared == 1 and stored(cluster)["frozen"] is False
     b.pump()
     assert not b.table.get(*KEY).frozen
+
+
+def _certificates(d: Path) -> ClientTls:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    def ssl_(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+    ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+         "-days", "1", "-subj", "/CN=nvo3 test CA")
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,"
+                               "clientAuth\n")
+    for who in ("server", "client"):
+        ssl_("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out",
+             f"{who}.csr", "-subj", f"/CN=nvo3 {who}")
+        ssl_("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{who}.pem", "-days", "1", "-extfile", "san.cnf")
+    return ClientTls(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem",
+                     d / "client.key")
+
+
+def test_tls_endpoints(tmp_path: Path) -> None:
+    """etcd with TLS and client certificates: the nDirector's client with the CA and its
+    certificate works; without a client certificate it is refused."""
+    tls = _certificates(tmp_path)
+    c = EtcdCluster(tmp_path / "etcd", size=1, tls=tls)
+    try:
+        c.start()
+        assert c.endpoints[0].startswith("https://127.0.0.1:")
+        good = EtcdSettings.parse(c.endpoints[0], str(tls.ca), str(tls.client_cert),
+                                  str(tls.client_key))
+        client = EtcdClient(good)
+        client.put("/nvo3/tls", "yes")
+        assert client.get("/nvo3/tls")[1].value == "yes"       # type: ignore[union-attr]
+        with pytest.raises(StoreUnavailable):
+            EtcdClient(EtcdSettings.parse(c.endpoints[0], str(tls.ca))).get("/nvo3/tls")
+    finally:
+        c.stop()

@@ -83,6 +83,8 @@ class Election:
         if not self._lease:
             self._lease = self.client.grant(self.ttl)
             self._keepalive_ok(now)
+        elif self.leading and now < self._next_keepalive:
+            return                   # a leader looks again at its next keepalive
         elif now >= self._next_keepalive:
             left = self.client.keepalive(self._lease)
             if left <= 0:            # expired (paused or partitioned too long): start again

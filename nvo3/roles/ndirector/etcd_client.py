@@ -95,6 +95,18 @@ def _kvs(reply: dict[str, Any]) -> list[KeyValue]:
                      int(kv.get("lease", 0))) for kv in reply.get("kvs", [])]
 
 
+def _session(settings: EtcdSettings) -> requests.Session:
+    """An HTTP session for etcd: the configured CA and client certificate, and nothing from
+    the environment (a REQUESTS_CA_BUNDLE would override the CA, a proxy would be used)."""
+    s = requests.Session()
+    s.trust_env = False
+    if settings.ca_cert is not None:
+        s.verify = settings.ca_cert
+    if settings.cert is not None and settings.key is not None:
+        s.cert = (settings.cert, settings.key)
+    return s
+
+
 class EtcdClient:
     """One etcd3gw client per endpoint; calls go to the current one, then the next."""
 
@@ -105,9 +117,8 @@ class EtcdClient:
             u = urlsplit(ep)
             assert u.hostname is not None and u.port is not None
             self._clients.append(Etcd3Client(
-                host=u.hostname, port=u.port, protocol=u.scheme, ca_cert=settings.ca_cert,
-                cert_key=settings.key, cert_cert=settings.cert, timeout=timeout,
-                api_path="/v3/"))
+                host=u.hostname, port=u.port, protocol=u.scheme, timeout=timeout,
+                api_path="/v3/", session=_session(settings)))
         self._current = 0
         self._lock = threading.Lock()
 
