@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
@@ -19,3 +20,11 @@ def norm_mac(mac: str) -> str:
     if not _ANY.fullmatch(text):
         raise ValueError(f"bad MAC address {mac!r}")
     return text.replace("-", ":")
+
+
+def derived_mac(tenant: str, name: str, attempt: int = 0) -> str:
+    """A stable locally administered unicast MAC for VM tenant/name (02:xx:xx:xx:xx:xx);
+    `attempt` > 0 gives the next candidates when the first is taken."""
+    seed = f"{tenant}/{name}" if attempt == 0 else f"{tenant}/{name}#{attempt}"
+    digest = hashlib.sha256(seed.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))

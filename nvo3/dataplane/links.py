@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nvo3.dataplane import nlbulk
+from nvo3.dataplane import nlbulk, vlan_support
 from nvo3.dataplane.model import OWNER_ALIAS, FloodMode, Network, Port
 
 Undo = Callable[[], None]
@@ -224,8 +224,14 @@ def attach_port(ipr: RouteSocket, port: Port) -> Undo:
         ipr.link("set", index=link["index"], master=br["index"], ifalias=port_alias(port))
         ipr.link("set", index=link["index"], state="up")
         if port.vlan is not None:
-            ipr.link("set", index=br["index"], kind="bridge", br_vlan_filtering=1)
-            ipr.vlan_filter("add", index=link["index"], vlan_info={"vid": port.vlan, "flags": 6})
+            try:
+                ipr.link("set", index=br["index"], kind="bridge", br_vlan_filtering=1)
+                ipr.vlan_filter("add", index=link["index"],
+                                vlan_info={"vid": port.vlan, "flags": 6})
+            except NetlinkError as exc:
+                if exc.code != errno.EOPNOTSUPP:
+                    raise
+                raise vlan_support.unsupported_error(port.vlan, port.name) from None
     except BaseException:
         undo()
         raise

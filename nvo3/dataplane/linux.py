@@ -41,7 +41,7 @@ from socket import AF_INET, AF_INET6, inet_pton
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nvo3.dataplane import links, nlbulk
+from nvo3.dataplane import links, nlbulk, vlan_support
 from nvo3.dataplane.kernel import KernelApplyError, LinkCounters
 from nvo3.dataplane.links import RouteSocket
 from nvo3.dataplane.model import (
@@ -67,6 +67,7 @@ from nvo3.dataplane.nlbulk import (
 )
 from nvo3.dataplane.policy import NftError, NftPolicy, PolicyChanges, SpoofChanges
 from nvo3.dataplane.tracker import Batch, Update
+from nvo3.dataplane.vlan_support import VlanSupport
 
 log = logging.getLogger(__name__)
 OK_ON_DELETE = {errno.ENOENT, errno.ENODEV, errno.ESRCH}
@@ -244,6 +245,10 @@ class PyrouteKernel:
                 fn()
             except Exception:  # keep undoing the rest
                 log.exception("undo step failed")
+
+    def vlan_support(self) -> VlanSupport:
+        """Whether VM ports can have VLANs in this namespace (a throwaway bridge probes it)."""
+        return vlan_support.probe(self.ipr)
 
     def _step(self, undo: list[Undo], obj: KernelObject, fn: Callable[[], Undo]) -> None:
         try:

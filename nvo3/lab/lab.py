@@ -513,8 +513,9 @@ def daemon_summary(path: Path | None = None) -> dict[str, Any]:
     """status as data: daemons alive, session counts, namespaces, VMs (for --json and tests)."""
     state = LabState.load(path or state_path())
     return {"prefix": state.prefix,
-            "daemons": [{"name": d.name, "role": d.role, "pid": d.pid, "alive": _alive(d),
-                         "sessions": sessions(d)} for d in state.daemons],
+            "daemons": [{"name": d.name, "role": d.role, "data-center": d.data_center,
+                         "netns": d.netns, "pid": d.pid, "alive": _alive(d), "host": d.host,
+                         "port": d.port, "sessions": sessions(d)} for d in state.daemons],
             "namespaces": lab_namespaces(state.prefix),
             "federation": [{"title": t, "header": h, "rows": r}
                            for t, h, r in federation.status_tables(state)],

@@ -16,7 +16,7 @@ from nvo3.common.tree import Tree
 from nvo3.netconf.client.session import Client, ClientError, RemoteRpcError
 from nvo3.roles.peers import codec
 from nvo3.verbs import REFUSED, USAGE
-from nvo3.verbs.output import error, report_refusal
+from nvo3.verbs.output import error, report_error, report_refusal
 from nvo3.verbs.targets import Target, TargetError, resolve, session
 
 
@@ -80,10 +80,10 @@ def run(role: str, verb: Verb, args: argparse.Namespace) -> int:
         report_refusal(exc.operation, exc.error, as_json)
         return REFUSED
     except NotFound as exc:
-        error(str(exc))
+        report_error(str(exc), as_json)
         return REFUSED
     except (TargetError, BadInput) as exc:
-        error(str(exc))
+        report_error(str(exc), as_json)
         return USAGE
     except ClientError as exc:
         error(f"the session failed: {exc}")

@@ -31,14 +31,15 @@ def cell(value: Any) -> str:
 
 
 def table(rows: Sequence[Row], columns: Sequence[tuple[str, str]],
-          out: TextIO | None = None) -> None:
+          out: TextIO | None = None, indent: str = "") -> None:
     """Print `rows` as an aligned table; `columns` are (key, HEADER) pairs."""
     out = out or sys.stdout
     grid = [[header for _, header in columns]]
     grid += [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
     for line in grid:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(), file=out)
+        print(indent + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip(),
+              file=out)
 
 
 def fields(pairs: Iterable[tuple[str, Any]], out: TextIO | None = None) -> None:
@@ -76,6 +77,13 @@ def report_refusal(operation: str, exc: RpcError, as_json: bool) -> None:
 
 def error(message: str) -> None:
     print(f"nvo3: error: {message}", file=sys.stderr)
+
+
+def report_error(message: str, as_json: bool) -> None:
+    """A failure of the command itself: on stderr, and with --json as {"error": ...} on stdout."""
+    error(message)
+    if as_json:
+        emit_json({"error": {"message": message}})
 
 
 class Progress:

@@ -1,14 +1,15 @@
-"""The verbs of the `nvo3` command, in one list: `vm`, `mapping`, `nve` and `group`."""
+"""The verbs of the `nvo3` command, in one list: `vm`, `mapping`, `nve`, `group`, `show` and
+`events`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from nvo3.verbs import group, mapping, nve_status, vm
+from nvo3.verbs import events, group, mapping, nve_status, overview, vm
 from nvo3.verbs.targets import add_options
 
-VERBS = (vm, mapping, nve_status, group)
+VERBS = (vm, mapping, nve_status, group, overview, events)
 
 
 def parent() -> argparse.ArgumentParser:
@@ -20,7 +21,8 @@ def parent() -> argparse.ArgumentParser:
 
 
 def add_parsers(sub: Any) -> None:
-    """Add the `vm`, `mapping`, `nve` and `group` commands to the `nvo3` parser."""
+    """Add the `vm`, `mapping`, `nve`, `group`, `show` and `events` commands to the `nvo3`
+    parser."""
     common = parent()
     for module in VERBS:
         module.add_parser(sub, common)

@@ -92,6 +92,9 @@ def _from_lab(role: str, name: str | None) -> Target:
     except (OSError, ValueError, TypeError) as exc:
         raise TargetError(f"cannot read the lab state {state_path()}: {exc}") from None
     if name is not None:
+        names = {d.name for d in lab.daemons}
+        if name not in names and f"{role}-{name}" in names:
+            name = f"{role}-{name}"                 # an NVE by its own name: host1
         try:
             d = lab.daemon(name)
         except KeyError as exc:
@@ -100,13 +103,14 @@ def _from_lab(role: str, name: str | None) -> Target:
         daemons = lab.of_role(role)
         if not daemons:
             raise TargetError(f"the lab ({state_path()}) has no {role}")
-        d = next((d for d in daemons if d.name in PREFERRED[role]), None) or \
+        d = next((d for d in daemons if d.name in PREFERRED.get(role, ())), None) or \
             next((d for d in daemons if d.data_center is None), daemons[0])
     return Target(d.name, d.host, d.port, d.username, d.password, d.host_key)
 
 
 def resolve(role: str, args: argparse.Namespace) -> Target:
-    """The `role` daemon ("vcenter" or "ndirector") the command line or the lab names."""
+    """The `role` daemon the command line (`--ROLE`, HOST:PORT or a lab daemon's name) or
+    the lab names."""
     given: str | None = getattr(args, role, None)
     if given and ":" in given:
         return _explicit(role, given, args)

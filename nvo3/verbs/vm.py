@@ -9,11 +9,11 @@ refusal; the exit code is then 1 when any VM failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import ipaddress
 import re
 from typing import Any
 
+from nvo3.common.mac import derived_mac
 from nvo3.common.names import NDIRECTOR
 from nvo3.common.names import VCENTER as MODULE
 from nvo3.common.tree import Tree, entries
@@ -24,6 +24,9 @@ from nvo3.verbs.output import Progress, emit_json, error_dict, fields, table
 from nvo3.verbs.targets import TargetError, resolve, session
 
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+
+#: nvo3-types vm-state (tests/clients/test_verbs.py holds it to the YANG enumeration)
+VM_STATES = ("created", "powered-on", "powered-off", "migrating", "deleted")
 
 LIST_COLUMNS = (("tenant", "TENANT"), ("name", "NAME"), ("state", "STATE"),
                 ("vserver", "VSERVER"), ("nve", "NVE"), ("vnid", "VNID"),
@@ -42,12 +45,6 @@ def names_of(name: str, count: int | None) -> list[str]:
     if count < 1:
         raise BadInput("--count must be at least 1")
     return [name.format(n=n) if "{n}" in name else f"{name}-{n}" for n in range(1, count + 1)]
-
-
-def derived_mac(tenant: str, name: str) -> str:
-    """A stable locally administered unicast MAC for tenant/name (02:xx:xx:xx:xx:xx)."""
-    digest = hashlib.sha256(f"{tenant}/{name}".encode()).digest()
-    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def nth_mac(base: str, i: int) -> str:
@@ -276,7 +273,33 @@ def move(args: argparse.Namespace, client: Client) -> int:
     return OK
 
 
+#: replicate-vm's input leaves and the flags that set them (errors name the flags)
+REPLICATE_FLAGS = (("replica-mac-address", "--mac"), ("replica-ip-address", "--ip"),
+                   ("replica-name", "--as"), ("destination-vserver", "--to"),
+                   ("terminate-source", "--terminate-source"))
+
+
+def in_flags(text: str) -> str:
+    """`text` with replicate-vm's leaf names replaced by the command line's flags."""
+    for leaf, flag in REPLICATE_FLAGS:
+        text = text.replace(leaf, flag)
+    return text
+
+
 def replicate(args: argparse.Namespace, client: Client) -> int:
+    if not args.replica and not args.terminate_source:
+        raise BadInput("a copy beside its source needs a name: give --as NAME (its MAC is "
+                       "derived from the name unless --mac), or --terminate-source")
+    try:
+        return _replicate(args, client)
+    except Refused as exc:
+        exc.error.message = in_flags(exc.error.message)
+        raise
+    except BadInput as exc:
+        raise BadInput(in_flags(str(exc))) from None
+
+
+def _replicate(args: argparse.Namespace, client: Client) -> int:
     given: Tree = {"tenant": args.tenant, "name": args.name, "destination-vserver": args.to}
     if args.replica:
         given["replica-name"] = args.replica
@@ -353,7 +376,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = verb("list", list_, "list the vCenter's VMs")
     tenant(p, required=False)
     p.add_argument("--vserver", help="only VMs on this vServer")
-    p.add_argument("--state", help="only VMs in this state (powered-on, deleted, ...)")
+    p.add_argument("--state", choices=VM_STATES, help="only VMs in this state")
 
     p = verb("show", show, "everything about one VM")
     p.add_argument("name")

@@ -86,13 +86,14 @@ def test_commit_confirmed_then_confirmed(nd: Server) -> None:
 
 
 def test_rpc_ndirector_lookup(nd: Server) -> None:
-    """The draft's lookup from yang/examples: the nDirector answers, here data-missing."""
+    """The draft's lookup from yang/examples (the lab's alice/vm9): a bare nDirector answers
+    data-missing."""
     recipe(nd, "edit_config")
     result = recipe(nd, "lookup", check=False)
     assert result.returncode == 255, result.stdout + result.stderr
     (err,) = replies(XML_DECL + result.stdout)
     assert err.findtext(f"{{{NC}}}error-tag") == "data-missing"
-    assert "no mapping for MAC 02:00:00:00:01:02 in VNI 10010" in result.stdout
+    assert "no mapping for MAC 02:00:00:0a:00:09 in VNI 10010" in result.stdout
 
 
 def test_rpc_vcenter_lookup_vm(vcenter: Server) -> None:

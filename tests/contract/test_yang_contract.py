@@ -179,18 +179,34 @@ def test_libyang_loads_all_modules(ctx):
 # --- (c) tree diagrams ----------------------------------------------------------------
 
 
+def _header(ctx, module: str) -> str:
+    """What heads a tree document: the module's namespace and prefix, as libyang reads them."""
+    m = ctx.get_module(module)
+    return f"namespace: {libyang.util.c2str(m.cdata.ns)}\nprefix:    {m.prefix()}\n\n"
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_tree_diagram_is_current(pyang: str, module: str):
+def test_tree_diagram_is_current(pyang: str, ctx, module: str):
     tree = TREES_DIR / f"{module}.tree"
     result = _run(pyang, "-f", "tree", "-p", "yang", f"yang/{module}.yang")
     assert result.returncode == 0, f"pyang -f tree failed for {module}:\n{result.stderr}"
     assert tree.is_file(), (
         f"{_rel(tree)} is missing; regenerate the trees with `{REGENERATE}`"
     )
-    assert tree.read_text(encoding="utf-8") == result.stdout, (
+    assert tree.read_text(encoding="utf-8") == _header(ctx, module) + result.stdout, (
         f"{_rel(tree)} is stale (yang/{module}.yang changed); regenerate the trees with "
         f"`{REGENERATE}`"
     )
+
+
+def test_yang_md_states_namespaces_and_prefixes(ctx):
+    """docs/yang.md's table names each module with its namespace and prefix."""
+    text = (ROOT / "docs" / "yang.md").read_text(encoding="utf-8")
+    for module in MODULES:
+        m = ctx.get_module(module)
+        ns = libyang.util.c2str(m.cdata.ns)
+        assert f"| {module} | `{ns}` | `{m.prefix()}` |" in text, (
+            f"docs/yang.md does not state {module}'s namespace and prefix")
 
 
 def test_no_tree_without_module():

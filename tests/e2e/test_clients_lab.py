@@ -118,6 +118,24 @@ def test_inventory_from_lab(ansible: Ansible, lab: Path) -> None:
     assert oct(known_hosts.stat().st_mode & 0o777) == "0o600"
 
 
+def test_own_playbook_with_lab_inventory(ansible: Ansible, lab: Path, tmp_path: Path) -> None:
+    """A user's own playbook, outside clients/ansible (none of its group_vars, no
+    ansible.cfg), works with the lab inventory alone: it sets the netconf connection."""
+    book = tmp_path / "mine.yml"
+    book.write_text("- hosts: ndirectors\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.netcommon.netconf_get:\n"
+                    "        filter: <ndirector xmlns=\"urn:nvo3:yang:nvo3-ndirector\"><nves/>"
+                    "</ndirector>\n      register: got\n"
+                    "    - ansible.builtin.debug: {var: got.stdout}\n")
+    env = {k: v for k, v in ansible.env.items() if k != "ANSIBLE_CONFIG"}
+    result = subprocess.run([str(BIN / "ansible-playbook"), "-i",
+                             str(PLAYBOOKS / "inventory" / "from-lab.py"), str(book)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    print(result.stdout[-4000:], result.stderr[-2000:])
+    assert recap(result)["ndirector"]["ok"] == 2
+    assert "host1" in result.stdout and "Connection type ssh" not in result.stdout
+
+
 def test_provision_twice(ansible: Ansible, lab: Path) -> None:
     first = recap(ansible.play("provision-tenant.yml", "--diff"))
     assert {h: c["changed"] for h, c in first.items()} == \

@@ -27,6 +27,14 @@ import os
 import sys
 from pathlib import Path
 
+#: how every host is reached, also by a playbook of the user's own outside clients/ansible
+#: (whose group_vars it does not see): NETCONF over SSH, host keys checked, no ~/.ssh keys
+CONNECTION = {"ansible_connection": "ansible.netcommon.netconf",
+              "ansible_network_os": "ansible.netcommon.default",
+              "ansible_netconf_look_for_keys": False, "ansible_paramiko_look_for_keys": False,
+              "ansible_host_key_checking": True,
+              "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+
 GROUPS = {"ndirector": "ndirectors", "vserver": "vservers", "nve": "nves"}
 ROOT_VCENTER = "vcenter-root"
 
@@ -70,7 +78,7 @@ def inventory() -> dict:
             group = GROUPS[d["role"]]
         groups[group].append(d["name"])
         hostvars[d["name"]] = {
-            "ansible_host": d["host"], "ansible_port": d["port"],
+            **CONNECTION, "ansible_host": d["host"], "ansible_port": d["port"],
             "ansible_user": d["username"], "ansible_password": d["password"],
             "ansible_netconf_ssh_config": ssh_config,
             "nvo3_role": d["role"], "nvo3_data_center": d.get("data_center") or "",

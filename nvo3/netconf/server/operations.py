@@ -39,7 +39,7 @@ from nvo3.netconf.server.merge import edit_content, is_plain_merge, merged
 from nvo3.netconf.server.notifications import STREAM, Subscription, now, parse_time
 from nvo3.netconf.server.replies import RawXml, Reply, RpcErrors
 from nvo3.netconf.server.role_api import ApplyError
-from nvo3.netconf.server.validation import rpc_error_from
+from nvo3.netconf.server.validation import rpc_error_from, validate_rpc_input
 
 #: One NETCONF operation: the server, the calling session and the operation element.
 Operation = Callable[[OperationServer, CallingSession, etree._Element], Reply]
@@ -439,8 +439,13 @@ def role_rpc(server: OperationServer, session: CallingSession, op: etree._Elemen
     try:
         node = ctx.parse_op_mem("xml", etree.tostring(op).decode(),
                                 libyang.DataType.RPC_YANG)
-        node.validate(rpc=True)
     except libyang.LibyangError as exc:
+        raise rpc_error_from(exc, server.schema, error_type="application") from None
+    try:
+        with server.lock:              # the input's leafrefs point into running
+            validate_rpc_input(node, server.datastores.get("running").dnode)
+    except libyang.LibyangError as exc:
+        node.free()
         raise rpc_error_from(exc, server.schema, error_type="application") from None
     try:
         given = node.print_dict(strip_prefixes=True,

@@ -103,3 +103,14 @@ def parse_config(schema: Schema, data: etree._Element) -> libyang.DNode | None:
         return schema.context.parse_data_mem(xml, "xml", strict=True, no_state=True)
     except libyang.LibyangError as exc:
         raise rpc_error_from(exc, schema) from None
+
+
+def validate_rpc_input(rpc: libyang.DNode, running: libyang.DNode | None) -> None:
+    """Validate a parsed RPC/action input against the data it refers to (RFC 7950 section
+    7.14.2: leafrefs and must expressions of an input are evaluated against the datastore).
+
+    The binding's `validate(rpc=True)` passes no data tree, so every leafref of an input into
+    configuration (e.g. an NVE named by its key) would be refused as missing."""
+    dep = ffi.NULL if running is None else running.cdata
+    if lib.lyd_validate_op(rpc.cdata, dep, lib.LYD_TYPE_RPC_YANG, ffi.NULL) != lib.LY_SUCCESS:
+        raise rpc.context.error("validation failed")

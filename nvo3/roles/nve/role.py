@@ -56,6 +56,7 @@ from nvo3.dataplane.model import KIND_OF, DesiredState, KernelObject, Network, P
 from nvo3.dataplane.monitor import NetlinkEvent, NetlinkMonitor
 from nvo3.dataplane.nlbulk import LinkEntry
 from nvo3.dataplane.tracker import APPLY_ORDER, Batch, DeltaTracker, Update
+from nvo3.dataplane.vlan_support import VlanSupport
 from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role
 from nvo3.roles.nve import desired as nd
 from nvo3.roles.nve.drift import DriftJudge
@@ -130,11 +131,13 @@ class NveRole(Role):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._port_names: set[str] = set()
+        self.vlans: VlanSupport | None = None   # the kernel's, probed at start
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self, notifier: Notifier) -> None:
         super().start(notifier)
         self.kernel = self._kernel_factory(self.netns)
+        self.vlans = probe_vlans(self.kernel, self.netns)
         if self._use_monitor:
             self.monitor = NetlinkMonitor(self._on_events, netns=self.netns).start()
             # own FDB changes: not decoded, not judged
@@ -460,12 +463,29 @@ class NveRole(Role):
         """Programming status of every entry and counters from the kernel, for <get>."""
         with self.lock:
             nve = self.config.get("nve") or {}
+            kernel = {"kernel": self.vlans.state()} if self.vlans is not None else {}
             if not nve or self.kernel is None:
-                return {}
+                return {MODULE: {"nve": kernel}} if kernel else {}
             status = ProgrammingStatus(self.tracker, self.derived, self.failed,
                                        self.programmed_at)
-            out = operational_state(nve, status, self.kernel.link_counters())
+            out = {**operational_state(nve, status, self.kernel.link_counters()), **kernel}
             return {MODULE: {"nve": out}} if out else {}
+
+
+def probe_vlans(kernel: Kernel, netns: str | None) -> VlanSupport | None:
+    """The kernel's VLAN support (None for a kernel that cannot tell, e.g. a fake), logged
+    once when it is missing."""
+    probe = getattr(kernel, "vlan_support", None)
+    if probe is None:
+        return None
+    try:
+        found: VlanSupport = probe()
+    except OSError as exc:
+        log.warning("nve %s: cannot probe VLAN support: %s", netns or "root", exc)
+        return None
+    if not found.supported:
+        log.warning("nve %s: VM ports cannot have VLANs: %s", netns or "root", found.reason())
+    return found
 
 
 def _without(batch: Batch, bad: KernelObject, failed: dict[StatusKey, str]) -> Batch:

@@ -43,11 +43,8 @@ def staged_profile(store: ProfileStore, key: Key, old: Profile | None, given: Tr
     try:
         if old is not None:
             p = copy.deepcopy(old)
-        elif mac is None:
-            raise ApplyError(f"VM {key[0]}/{key[1]} has no profile: give its mac-address",
-                             tag="missing-element", app_tag="no-mac-address")
-        else:
-            p = Profile(key[0], key[1], canonical_mac(mac))
+        else:           # a new VM: its own MAC, or one derived from tenant/name
+            p = Profile(key[0], key[1], canonical_mac(mac) if mac is not None else "")
         if mac is not None and old is not None and canonical_mac(mac) != old.mac:
             if old.configured:
                 raise ApplyError(f"VM {key[0]}/{key[1]} has MAC address {old.mac} in its "
@@ -57,7 +54,10 @@ def staged_profile(store: ProfileStore, key: Key, old: Profile | None, given: Tr
         _apply_items(p, given)
         if p.vnid is None and not p.configured:
             p.vnid = store.vnid_of(p)
+        if not p.mac:
+            p.mac = store.free_mac(p)
         store.check(p)
+        store.check_ips(p)
     except ProfileError as exc:
         raise refuse(exc) from None
     return p
@@ -237,6 +237,7 @@ class VmLifecycle:
                                                  changes["resources"].items()}}
         try:
             self.ctx.store.check(new)
+            self.ctx.store.check_ips(new)
         except ProfileError as exc:
             raise refuse(exc) from None
         return new

@@ -82,6 +82,10 @@ class Mobility:
         t0 = time.monotonic()
         with ctx.lock:
             p = ctx.profile(*key)
+            if p.location.vserver == dst and p.state in RUNNING_STATES:
+                return _with_port({"source-vserver": dst, "destination-vserver": dst,
+                                   "state": p.state, "duration": 0},
+                                  {"nve": p.location.nve, "port": p.port})  # a no-op
             src = self._move_check(p, dst, given)
             need = ctx.store.resources_of(p)
             to_dst = self._side(key, "destination", src, profile=ctx.vserver_profile(p))
@@ -167,6 +171,7 @@ class Mobility:
                                    f"({p.mac} is {p.tenant}/{p.name}'s)",
                                    "duplicate-mac", tag="data-exists")
             ctx.store.check(replica)
+            ctx.store.check_ips(replica, sharing=p.key if terminate else None)
         except ProfileError as exc:
             raise refuse(exc) from None
         ctx.store.put(replica)

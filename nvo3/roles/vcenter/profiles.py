@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from nvo3.common.mac import norm_mac
+from nvo3.common.mac import derived_mac, norm_mac
 from nvo3.common.tree import Tree
 
 Key = tuple[str, str]            # (tenant, vm name)
@@ -295,6 +295,31 @@ class ProfileStore:
             raise ProfileError(f"MAC address {p.mac} is already used by VM "
                                f"{holder[0]}/{holder[1]} in VNI {vnid}", "duplicate-mac",
                                result="already-exists", tag="data-exists")
+
+    def check_ips(self, p: Profile, sharing: Key | None = None) -> None:
+        """Refuse a profile with an IP address another VM of its VNI has (`sharing`: the one
+        VM it may share them with, the source of a replication that ends it)."""
+        vnid = self.vnid_of(p)
+        for ip in p.ips:
+            for holder in sorted(self._by_ip.get(ip, ())):
+                other = self.profiles.get(holder)
+                if holder in (p.key, sharing) or other is None or self.vnid_of(other) != vnid:
+                    continue
+                raise ProfileError(f"IP address {ip} is already used by VM "
+                                   f"{holder[0]}/{holder[1]} in VNI {vnid}", "duplicate-ip",
+                                   result="already-exists", tag="data-exists")
+
+    def free_mac(self, p: Profile, tries: int = 64) -> str:
+        """A MAC address for a VM created without one: derived from tenant/name (the same
+        as the CLI's), the next derivation while another VM of the VNI holds it."""
+        vnid = self.vnid_of(p)
+        for attempt in range(tries):
+            mac = derived_mac(p.tenant, p.name, attempt)
+            holder = self._by_mac.get((vnid, mac)) if vnid is not None else None
+            if holder is None or holder == p.key:
+                return mac
+        raise ProfileError(f"no free MAC address derived from {p.tenant}/{p.name} in VNI "
+                           f"{vnid}: give its mac-address", "duplicate-mac", tag="data-exists")
 
     # configuration ------------------------------------------------------------------------
     def configure(self, tenants: dict[str, TenantConfig], configured: Iterable[Profile]) -> list[Key]:

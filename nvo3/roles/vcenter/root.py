@@ -18,9 +18,10 @@ from nvo3.netconf.server.role_api import ApplyError
 from nvo3.roles.peers import codec as peer
 from nvo3.roles.peers.sessions import PeerError
 from nvo3.roles.vcenter.context import MODULE, VCenterContext
+from nvo3.roles.vcenter.group_sync import carry_group
 from nvo3.roles.vcenter.lifecycle import refuse_if_running, staged_profile
 from nvo3.roles.vcenter.placement import Candidate, Load, NoCapacity, choose_child
-from nvo3.roles.vcenter.profiles import Key, Location, Profile
+from nvo3.roles.vcenter.profiles import Key, Location, Profile, ProfileError
 from nvo3.roles.vcenter.refusals import refuse
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class RootDelegation:
         if vs:
             request["vserver"] = vs
         try:
+            carry_group(ctx, child, key[0], p.vm_group)
             out = ctx.child_links.call(child, MODULE, "create-vm", request)
         except PeerError as exc:
             ctx.restore(key, old)
@@ -194,6 +196,8 @@ class RootDelegation:
             if dst_child is None or dst_child not in ctx.children:
                 raise ApplyError(f"no child vCenter manages vServer {dst!r}",
                                  tag="invalid-value", app_tag="unknown-vserver")
+            if rpc == "replicate-vm":
+                self._check_replica_ips(p, given)
         if dst_child != src_child:
             return self._cross(rpc, given, p, src_child, dst_child)
         out = self._call(src_child, rpc,
@@ -202,6 +206,19 @@ class RootDelegation:
             moved = key if rpc == "relocate-vm" else (key[0], out["replica-name"])
             self._located(moved, p, dst, dst_child, out)
         return out
+
+    def _check_replica_ips(self, p: Profile, given: Tree) -> None:
+        """A replica's IP addresses are checked against every data center's VMs (a child
+        knows only its own)."""
+        replica = copy.deepcopy(p)
+        replica.name = given.get("replica-name") or p.name
+        replica.vnid, replica.ips = self.ctx.store.vnid_of(p), list(
+            given.get("replica-ip-address") or [])
+        sharing = p.key if truthy(given.get("terminate-source")) else None
+        try:
+            self.ctx.store.check_ips(replica, sharing=sharing)
+        except ProfileError as exc:
+            raise refuse(exc) from None
 
     def _located(self, key: Key, base: Profile, vserver: str, child: str, out: Tree) -> None:
         """Record that VM `key` now runs on `vserver` under `child` (a replica: new profile
@@ -224,6 +241,10 @@ class RootDelegation:
         dst = given["destination-vserver"]
         src_vs = p.location.vserver or ""     # read now: recording the move updates `p`
         name = (given.get("replica-name") or p.name) if rpc == "replicate-vm" else p.name
+        try:
+            carry_group(self.ctx, dst_child, p.tenant, p.vm_group)
+        except PeerError as exc:
+            raise refuse(exc) from None
         out = self._call(dst_child, "create-vm", self._cross_create(rpc, given, p, name))
         with self.ctx.lock:
             self._located((p.tenant, name), p, dst, dst_child, out)

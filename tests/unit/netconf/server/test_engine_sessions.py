@@ -144,6 +144,17 @@ def test_ping_input_is_validated(server, body, tag):
     assert server.role.hits == 0
 
 
+def test_rpc_input_leafrefs_point_into_running(server):
+    c = Client(server)
+    body = f'<ping xmlns="{NS}"><count>1</count><group>g1</group></ping>'
+    err = one_error(c.rpc(body))
+    assert err["error-tag"] == "data-missing"           # no group g1 configured yet
+    assert server.role.hits == 0
+    assert ok(c.rpc(f'<edit-config><target><running/></target><config><top xmlns="{NS}">'
+                    '<group><name>g1</name></group></top></config></edit-config>'))
+    assert c.rpc(body).findtext("t:replies", namespaces=T) == "1"
+
+
 # -- persistence of running --------------------------------------------------------------------
 
 def test_running_is_journaled_and_restored_after_a_restart(server, tmp_path):

@@ -136,3 +136,25 @@ def test_configuration_clashing_with_a_learned_mac_is_refused() -> None:
         s.configure(s.tenants, [Profile("alice", "vm5", "02:00:00:00:01:09",
                                         configured=True)])
     assert s.dump() == before
+
+
+def test_duplicate_ip_in_a_vni_is_refused_naming_the_holder() -> None:
+    s = store()
+    dup = Profile("alice", "web5", "02:00:00:00:01:05", ips=["198.19.10.1"])
+    with pytest.raises(ProfileError) as exc:
+        s.check_ips(dup)
+    assert exc.value.app_tag == "duplicate-ip" and exc.value.tag == "data-exists"
+    assert "198.19.10.1 is already used by VM alice/vm1 in VNI 10010" in str(exc.value)
+    s.check_ips(dup, sharing=("alice", "vm1"))          # a replica that ends its source
+    s.check_ips(Profile("bob", "b1", "02:00:00:00:02:01", vnid=20020, ips=["198.19.10.1"]))
+    s.check_ips(s.profiles[("alice", "vm1")])            # its own address
+
+
+def test_free_mac_is_derived_and_unique_in_the_vni() -> None:
+    from nvo3.common.mac import derived_mac
+    s = store()
+    p = Profile("alice", "cache1", "")
+    assert s.free_mac(p) == derived_mac("alice", "cache1")
+    taken = Profile("alice", "other", derived_mac("alice", "cache1"))
+    s.put(taken)
+    assert s.free_mac(p) == derived_mac("alice", "cache1", 1) != taken.mac
