@@ -106,6 +106,7 @@ class EtcdStore:
         self.remote_members: dict[str, tuple[str, str, set[int]]] = {}  # nve -> dc, vtep, vnis
         self._published: dict[str, tuple[str, set[int]]] = {}
         self._members_dirty = False
+        self._retry = False                       # some local change waits to be stored
         self._deliver: Deliver = lambda item: None
         self._stop = threading.Event()
         self.election = Election(self.client, LEADERS + dc, name,
@@ -193,10 +194,16 @@ class EtcdStore:
         return self._decide(keys, decide)
 
     def tick(self, now: float) -> MappingOutcome:
+        out = MappingOutcome()
+        if self._retry and self.may_push() and self.election.available:
+            self._retry = False              # changes etcd could not store: decide them again
+            out.extend(self.reconsider_all(now))
         frozen = {k for k, m in self.table.mappings.items() if m.frozen}
         if not frozen or self.table.dup.recovery is None:
-            return self.table.tick(now)     # ages move windows only: nothing to store
-        return self._decide(frozen, lambda: self._unfrozen(frozen, self.table.tick(now)))
+            out.extend(self.table.tick(now))     # ages move windows only: nothing to store
+            return out
+        out.extend(self._decide(frozen, lambda: self._unfrozen(frozen, self.table.tick(now))))
+        return out
 
     def clear_duplicates(self, now: float, vni: int | None,
                          mac: str | None) -> tuple[int, MappingOutcome]:
@@ -378,6 +385,7 @@ class EtcdStore:
             self.table.stats = stats
             if self.leading:
                 self.unstored += len({c.mapping.key for c in out.changes})
+                self._retry = True
             return MappingOutcome(refused=out.refused)
         last: dict[Key, Change] = {}
         for ch in out.changes:
@@ -420,6 +428,7 @@ class EtcdStore:
                         conflicts[k] = kvs[0] if kvs else None
         except StoreUnavailable as exc:
             self.last_error = str(exc)[:500]
+            self._retry = True
             self.unstored += len(set(keys) - stored - set(conflicts))
             log.warning("ndirector: %d mapping changes not stored (etcd unavailable): %s",
                         len(set(keys) - stored), exc)

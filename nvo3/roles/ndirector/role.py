@@ -217,7 +217,10 @@ class NDirectorRole(Role):
                     self._process(items, notes)
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + TICK_S
-                        self._apply_outcome(self.store.tick(time.monotonic()), set(), notes)
+                        ticked: set[Key] = set()
+                        self._apply_outcome(self.store.tick(time.monotonic()), ticked, notes)
+                        if ticked:      # an unfreeze that moved, a change stored late
+                            self._distribute(ticked, set(), set(), 0.0)
                         self._may_push()
             except Exception:
                 log.exception("ndirector: processing %d items failed", len(items))
