@@ -353,12 +353,10 @@ class EtcdStore:
         m = self.table.mappings.get(key)
         if m is not None and m.nve not in cands and m.nve in self._read_nves():
             return self.table.release(key[0], key[1], now)
-        best = MappingTable._best(cands.values())
+        best = self.table.best_candidate(*key)
         if best is None:
             return MappingOutcome()
-        if m is not None and m.nve == best.nve:
-            return self.table.report(best, now)
-        return self.table.report(best, now)
+        return self.table.report(best, now)      # the table's rules decide (stale, move, ...)
 
     def reconsider_all(self, now: float) -> MappingOutcome:
         local = self._local_nves()

@@ -290,6 +290,10 @@ class MappingTable:
             return MappingOutcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
         return MappingOutcome([Change("updated", _snapshot(cur))])
 
+    def best_candidate(self, vni: int, mac: str) -> Report | None:
+        """The report this nDirector's NVEs give for (vni, mac) that should be the location."""
+        return self._best(self.candidates.get((vni, mac), {}).values())
+
     def forget(self, vni: int, mac: str) -> MappingOutcome:
         """The shared store no longer has (vni, mac): the mapping goes (candidates stay)."""
         cur = self.mappings.pop((vni, mac), None)
