@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nvo3 import __version__
+from nvo3 import __version__, etcd_options
 from nvo3.bench import NAMES as BENCHES
 
 DEFAULT_STATE_ROOT = Path("/var/lib/nvo3")
@@ -36,8 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.netns and not Path(f"/run/netns/{args.netns}").exists():
         return _fail(f"network namespace {args.netns} does not exist")
     try:
+        options = etcd_options.role_options(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
         daemon = RoleDaemon(args.role, state_dir, listen, netns=args.netns,
-                            store_only=args.store_only, metrics=metrics, limits=limits)
+                            store_only=args.store_only, metrics=metrics, limits=limits,
+                            role_options=options)
         serve_forever(daemon)
     except OSError as exc:
         where = f"{listen.host} port {listen.port}"
@@ -141,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "/healthz over HTTP (off by default; PORT or :PORT: 127.0.0.1)")
     from nvo3.netconf.limits import add_arguments as add_limit_arguments
     add_limit_arguments(serve)           # --max-sessions, --idle-timeout, ... (servers/README.md)
+    etcd_options.add_arguments(serve)
     serve.set_defaults(func=_serve)
 
     user = sub.add_parser("user", help="manage the NETCONF users of a server")

@@ -58,11 +58,13 @@ class RoleDaemon:
 
     def __init__(self, role_name: str, state_dir: Path, listen: Listen,
                  netns: str | None = None, store_only: bool = False,
-                 metrics: MetricsAddress | None = None, limits: ServerLimits | None = None):
+                 metrics: MetricsAddress | None = None, limits: ServerLimits | None = None,
+                 role_options: dict[str, object] | None = None):
         allocator.tune()
         self.state_dir = Path(state_dir)
         options: dict[str, object] = {"netns": netns} if netns else {}
         options["state_dir"] = self.state_dir
+        options.update(role_options or {})
         if store_only:
             options["store_only"] = True
         self.limits = limits or ServerLimits()

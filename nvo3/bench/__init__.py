@@ -25,6 +25,6 @@ def run_named(what: str, entries: int = 10_000) -> dict[str, Any]:
               f"ratio {result['ratio']:.2f}")
         return result
     if what == "convergence":
-        from nvo3.bench import convergence
-        return convergence.run_bench()
+        from nvo3.bench import convergence, convergence_etcd
+        return {**convergence.run_bench(), **convergence_etcd.run_bench()}
     raise ValueError(f"unknown benchmark {what!r}")

@@ -209,6 +209,17 @@ class _Overlay:
                          + "".join(f"<network><vni>{v}</vni></network>" for v in self.vnis)
                          + "</networks>")
         self.watches = [_FdbWatch(ns) for ns in self.hosts]
+        self.start_ndirector()
+        for i, w in enumerate(self.watches):       # the nDirector's sessions are up
+            others = {_vtep(j) for j in range(self.n) if j != i}
+            def arrived(w: _FdbWatch = w, o: set[str] = others) -> bool:
+                return o <= w.flood
+            if not w.wait(arrived, 30):
+                raise RuntimeError(f"flood list of h{i} never arrived")
+        return self
+
+    def start_ndirector(self) -> None:
+        """The nDirector as a process, given every NVE and the networks."""
         d = self.tmp / f"n{self.n}-nd"
         d.mkdir()
         nd = start_role("ndirector", d)
@@ -229,13 +240,6 @@ class _Overlay:
                              "<duplicate-mac-detection><enabled>false</enabled>"
                              "</duplicate-mac-detection></ndirector></config>",
                              target="running")
-        for i, w in enumerate(self.watches):       # the nDirector's sessions are up
-            others = {_vtep(j) for j in range(self.n) if j != i}
-            def arrived(w: _FdbWatch = w, o: set[str] = others) -> bool:
-                return o <= w.flood
-            if not w.wait(arrived, 30):
-                raise RuntimeError(f"flood list of h{i} never arrived")
-        return self
 
     def close(self) -> None:
         for w in self.watches:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nvo3.common import names
-from nvo3.lab import probe
-from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, down, session, up, vm_namespace
+from nvo3.lab import federation, probe
+from nvo3.lab.lab import ROOT_VCENTER, down, session, up, vm_namespace
 from nvo3.lab.use_cases import Demo
 from nvo3.roles.peers import codec as peer
 
@@ -93,7 +93,7 @@ def measure(d: Demo, moves: int = 20, replications: int = 4,
     """Run the moves on a lab with vm1 and vm9 up; the figures."""
     vm1, vm9 = d.topo.vm("vm1"), d.topo.vm("vm9")
     homes = ("vserver3", "vserver1")
-    with session(d.state.daemon(NDIRECTOR)) as c:
+    with session(federation.leading_director(d.state)) as c:
         peer.merge_config(c, names.NDIRECTOR, {"ndirector": {
             "duplicate-mac-detection": {"enabled": False}}})
     rx = probe.Receiver(vm_namespace(d.state.prefix, "*", vm1.tenant, vm1.name), PORT).start()

@@ -46,6 +46,7 @@ from typing import Any
 from nvo3.common import names
 from nvo3.common.tree import Tree
 from nvo3.dashboard.process import is_dashboard, start_dashboard
+from nvo3.lab import federation
 from nvo3.lab.netns import Netns, run
 from nvo3.lab.state import Daemon, LabState, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
@@ -56,7 +57,7 @@ from nvo3.netconf.proto.xml import MONITORING_NS
 from nvo3.roles.peers import codec
 
 ROOT_VCENTER = "vcenter-root"
-NDIRECTOR = "ndirector"
+NDIRECTOR = federation.EMBEDDED_NDIRECTOR
 REPORT_INTERVAL_S = 5
 STOP_TIMEOUT_S = 5.0
 
@@ -166,13 +167,23 @@ class _Builder:
                      (h.vserver, "vserver", ns, h.data_center)]
         plan += [(vcenter_name(dc.name), "vcenter", None, dc.name)
                  for dc in self.topo.data_centers]
-        plan += [(ROOT_VCENTER, "vcenter", None, None), (NDIRECTOR, "ndirector", None, None)]
+        plan += [(ROOT_VCENTER, "vcenter", None, None)]
+        plan += [(n, "ndirector", None, dc) for n, dc in federation.director_names(self.topo)]
+        if self.topo.etcd_members:           # the federated lab: etcd first
+            try:
+                federation.start_etcd(self.topo, self.state)
+            finally:
+                self.save()
+            self.say(f"etcd cluster of {self.topo.etcd_members} members on 127.0.0.1: "
+                     + ", ".join(m["name"] + f":{m['client-port']}" for m in self.state.etcd))
 
         def start(item: tuple[str, str, str | None, str | None]) -> Daemon:
             name, role, ns, dc = item
             d = work / name
             d.mkdir(parents=True, exist_ok=True)
-            args = ("--metrics", "127.0.0.1:0", *(("--netns", ns) if ns else ()))
+            extra = ("--netns", ns) if ns else \
+                federation.director_args(self.state, name, dc) if role == "ndirector" else ()
+            args = ("--metrics", "127.0.0.1:0", *extra)
             p: RoleProcess = start_role(role, d, extra_args=args, new_session=True)
             return Daemon(name, role, p.host, p.port, p.username, p.password, p.host_key,
                           p.pid, str(d), ns, dc, p.metrics)
@@ -198,14 +209,18 @@ class _Builder:
         for h in topo.hosts:
             _edit(st.daemon(nve_name(h.name)), names.NVE, "nve",
                   {"nve-id": h.name, "local-vtep-address": h.underlay_address})
-        # nDirector: every NVE (with its VTEP) and one network per tenant VNI
-        nves = [_peer(st.daemon(nve_name(h.name)), h.name, **{"vtep-address": h.underlay_address})
-                for h in topo.hosts]
-        members = [h.name for h in topo.hosts]
-        nets = [{"vni": t.vni, "name": t.name, "tenant": t.name, "member-nve": members}
-                for t in topo.tenants]
-        _edit(st.daemon(NDIRECTOR), names.NDIRECTOR, "ndirector",
-              {"nves": {"nve": nves}, "networks": {"network": nets}})
+        # nDirector(s): every NVE (with its VTEP; a federated lab's replicas: the NVEs of
+        # their data center) and one network per tenant VNI
+        for name, nd_dc in federation.director_names(topo):
+            hosts = [h for h in topo.hosts if nd_dc is None or h.data_center == nd_dc]
+            nves = [_peer(st.daemon(nve_name(h.name)), h.name,
+                          **{"vtep-address": h.underlay_address}) for h in hosts]
+            members = [h.name for h in hosts]
+            nets = [{"vni": t.vni, "name": t.name, "tenant": t.name, "member-nve": members}
+                    for t in topo.tenants]
+            _edit(st.daemon(name), names.NDIRECTOR, "ndirector",
+                  {**({"data-center": nd_dc} if nd_dc else {}), "nves": {"nve": nves},
+                   "networks": {"network": nets}})
         tenants = {"tenant": [{"name": t.name, "vnid": t.vni,
                                "vm-group": [{"name": g} for g in t.vm_groups]}
                               for t in topo.tenants]}
@@ -424,6 +439,7 @@ def down_leftovers(prefix: str, work_dir: Path) -> dict[str, int]:
     if work_dir.exists():
         for pid in _orphans(str(work_dir)):
             counts["daemons"] += _stop_pid(pid, partial(_has_cmdline, pid))
+        counts["daemons"] += federation.stop_etcd(str(work_dir))     # a federated lab's
     for ns in lab_namespaces(prefix):
         counts["processes"] += _kill_inside(ns)
         run("ip", "netns", "del", ns, check=False)
@@ -504,6 +520,8 @@ def status(path: Path | None = None) -> str:
     out = [f"lab {state.prefix} (topology {state.topology}, state {path})", "",
            _table(["daemon", "role", "dc", "netns", "pid", "alive", "netconf", "metrics",
                    "sessions"], rows)]
+    for title, header, trows in federation.status_tables(state):
+        out += ["", title, _table(header, trows)]
     present = lab_namespaces(state.prefix)
     hosts = [n for n in present if "-vm-" not in n]
     out += ["", f"namespaces ({len(present)}): " + ", ".join(hosts)
@@ -530,6 +548,8 @@ def daemon_summary(path: Path | None = None) -> dict[str, Any]:
                          "port": d.port, "sessions": sessions(d), "metrics": d.metrics}
                         for d in state.daemons],
             "namespaces": lab_namespaces(state.prefix),
+            "federation": [{"title": t, "header": h, "rows": r}
+                           for t, h, r in federation.status_tables(state)],
             "vms": [{k: v.get(k) for k in ("name", "tenant", "vserver", "state",
                                             "attachment-state")} for v in vms_of(state)]}
 

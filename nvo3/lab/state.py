@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nvo3.common.files import write_atomically
 
@@ -62,6 +63,7 @@ class LabState:
     dashboard_pid: int = 0        # the dashboard `lab up` started (0: none)
     dashboard_url: str = ""
     users: list[LabUser] = field(default_factory=list)
+    etcd: list[dict[str, Any]] = field(default_factory=list)   # federated lab: its members
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:

@@ -6,7 +6,8 @@ tables::
     name = "two-dc"
     prefix = "nvo3lab"                    # every namespace name starts with it
     underlay = "198.18.0.0/24"            # host (VTEP) addresses live here
-    [[data-center]]  name
+    [etcd]           members?             # the federated lab: an etcd cluster, and
+    [[data-center]]  name, ndirectors?    # that many nDirector replicas per data center
     [[host]]         name, data-center, underlay-address, vserver?, capacity?
     [[tenant]]       name, vni, vm-groups?
     [[vm]]           name, tenant, host, mac, ip, on-demand?
@@ -39,6 +40,7 @@ class TopologyError(ValueError):
 @dataclass(frozen=True)
 class DataCenter:
     name: str
+    ndirectors: int = 1           # replicas (the etcd mode); without etcd one nDirector in all
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Topology:
     tenants: tuple[Tenant, ...]
     vms: tuple[VmSpec, ...]
     path: str = ""
+    etcd_members: int = 0         # 0: one nDirector, its table embedded; else the etcd mode
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -161,7 +164,13 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
     """A validated Topology from the parsed TOML document."""
     check = _Checker()
     check.table(raw, "topology", (), ("name", "prefix", "underlay", "data-center", "host",
-                                      "tenant", "vm"))
+                                      "tenant", "vm", "etcd"))
+    etcd = raw.get("etcd", {})
+    members = etcd.get("members", 3) if isinstance(etcd, dict) and "etcd" in raw else 0
+    if isinstance(etcd, dict) and check.table(etcd, "etcd", (), ("members",)) and \
+            "etcd" in raw and (not isinstance(members, int) or members not in (1, 3, 5)):
+        check.fail("etcd.members", f"{members!r}: 1, 3 or 5 members")
+        members = 3
     name = str(raw.get("name", Path(path).stem or "lab"))
     prefix = raw.get("prefix", "nvo3lab")
     if not isinstance(prefix, str) or not re.match(r"^[a-z][a-z0-9]{1,11}$", prefix):
@@ -179,8 +188,14 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
 
     dcs = []
     for i, d in enumerate(_array(raw, "data-center", check), 1):
-        if check.table(d, f"data-center[{i}]", ("name",)):
-            dcs.append(DataCenter(check.name(d["name"], f"data-center[{i}].name")))
+        if check.table(d, f"data-center[{i}]", ("name",), ("ndirectors",)):
+            replicas = d.get("ndirectors", 1)
+            if not isinstance(replicas, int) or not 1 <= replicas <= 3 or \
+                    (replicas > 1 and not members):
+                check.fail(f"data-center[{i}].ndirectors", f"{replicas!r}: 1 to 3, and more "
+                           "than 1 only with an [etcd] table")
+                replicas = 1
+            dcs.append(DataCenter(check.name(d["name"], f"data-center[{i}].name"), replicas))
     dc_names = [d.name for d in dcs]
     check.unique(dc_names, "data-center")
 
@@ -251,7 +266,7 @@ def parse(raw: dict[str, Any], path: str = "") -> Topology:
         where = f"{path}: " if path else ""
         raise TopologyError(f"{where}invalid topology:\n  " + "\n  ".join(check.problems))
     return Topology(name, prefix, underlay, tuple(dcs), tuple(hosts), tuple(tenants),
-                    tuple(vms), path)
+                    tuple(vms), path, int(members))
 
 
 def load(path: Path | str | None = None) -> Topology:

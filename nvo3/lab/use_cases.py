@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from nvo3.common import names
-from nvo3.lab import probe
-from nvo3.lab.lab import NDIRECTOR, ROOT_VCENTER, create_vm, nve_name, session, vm_namespace
+from nvo3.lab import federation, probe
+from nvo3.lab.lab import ROOT_VCENTER, create_vm, nve_name, session, vm_namespace
 from nvo3.lab.netns import netns_exec, run
 from nvo3.lab.state import LabState, LabUser, state_path
 from nvo3.lab.topology import Topology, VmSpec, load
@@ -216,7 +216,7 @@ def use_case_1(d: Demo) -> dict[str, Any]:
                     have.append(h.name)
         return have if len(have) == len(topo.hosts) - 1 else []
     nves = wait_for(pushed, 5.0, 0.05)
-    with session(d.state.daemon(NDIRECTOR)) as c:
+    with session(federation.leading_director(d.state)) as c:
         table = peer.get_state(c, "nvo3-ndirector", "ndirector").get("mapping-table") or {}
     row: dict[str, Any] = next((m for n in table.get("network", []) if int(n["vni"]) == vni
                 for m in n.get("mapping", []) if m["mac"] == vm.mac), {})
@@ -326,8 +326,32 @@ def use_case_3(d: Demo) -> dict[str, Any]:
     wrong = [r["vm"] for r in rows if truth.get(r["vm"]) != r["vserver"]]
     if wrong:
         say.say(f"answers that disagree with the vServers: {', '.join(wrong)}")
+    agree = _one_control_plane(d) if d.state.etcd else True
     return {"answers": rows, "data_centers": sorted(dcs), "disagree": wrong,
-            "passed": len(dcs) == len(topo.data_centers) and not wrong and bool(rows)}
+            "control_plane_agrees": agree,
+            "passed": len(dcs) == len(topo.data_centers) and not wrong and bool(rows)
+            and agree}
+
+
+def _one_control_plane(d: Demo) -> bool:
+    """The federated lab: every data center's nDirectors hold the same table (through etcd),
+    one leader per data center."""
+    say = d.say
+    say.begin("the nDirectors of every data center: one table in etcd")
+    views: dict[str, Any] = {}
+
+    def same() -> bool:
+        views.update(federation.mapping_views(d.state))
+        tables = [v["mappings"] for v in views.values()]
+        return bool(tables and tables[0]) and all(t == tables[0] for t in tables)
+    agree = bool(wait_for(same, 5.0, 0.1))
+    leaders = sorted(f"{v['data-center']}: {n}" for n, v in views.items()
+                     if v["role"] == "leader")
+    dcs = {v["data-center"] for v in views.values()}
+    one_each = len(leaders) == len(dcs)
+    say.end(f"{len(views)} nDirectors, {len(next(iter(views.values()))['mappings'])} mappings, "
+            f"{'the same in each' if agree else 'DIFFERENT TABLES'}; leaders {', '.join(leaders)}")
+    return agree and one_each
 
 
 # -- use case 4 ----------------------------------------------------------------------------
@@ -384,6 +408,18 @@ def use_case_4(d: Demo, vm_name: str = "vm1", talker: str = "vm9",
     ns = d.ns_of(vm, destination)
     ok_ping, _ = d.ping(d.ns_of(other, topo.host(other.host).vserver), vm.ip, 2)
     out["reachable_after"] = ok_ping
+    if d.state.etcd:       # the federated lab: the move crossed from one leader's domain
+        src_dc = topo.host_of_vserver(src_vs).data_center
+        dst_dc = topo.host_of_vserver(destination).data_center
+        leaders = {dc: federation.leading_director(d.state, dc).name for dc in (src_dc, dst_dc)}
+        views = federation.mapping_views(d.state)
+        key = f"{topo.tenant(vm.tenant).vni}/{vm.mac}"
+        where = {views[n]["mappings"].get(key, ("?", 0))[0] for n in leaders.values()}
+        out["domains"] = leaders
+        out["leaders_agree"] = len(where) == 1
+        say.say(f"from {leaders[src_dc]}'s domain ({src_dc}) to {leaders[dst_dc]}'s "
+                f"({dst_dc}): both leaders map {vm.mac} to {', '.join(sorted(where))}")
+        ok_ping = ok_ping and out["leaders_agree"]
     out["passed"] = bool(warm and now_at == destination and ok_ping and
                          out["loss_ms"] <= 400 and Path(f"/run/netns/{ns}").exists())
     return out

@@ -23,7 +23,8 @@ def make_role(name: str, **options: object) -> Role:
     VMs' ports live in; None = the root namespace); ``state_dir`` (the daemon's state
     directory, where a role keeps what it owns beside its datastore: the vServer's VM
     records, the vCenter's learned VM profiles); ``store_only`` (serve and store the role's
-    configuration without acting on it: for engine benchmarks and dry runs).
+    configuration without acting on it: for engine benchmarks and dry runs); ``etcd``,
+    ``data_center``, ``director_name`` (ndirector: the shared mapping table in etcd).
     """
     if name not in ROLE_MODULES:
         raise ValueError(f"unknown role {name!r}: choose one of {', '.join(ROLE_MODULES)}")
@@ -42,6 +43,10 @@ def make_role(name: str, **options: object) -> Role:
                            state_dir=Path(str(state_dir)) if state_dir else None)
     if name == "ndirector":
         from nvo3.roles.ndirector.role import NDirectorRole
+        if options.get("etcd") is not None:
+            return NDirectorRole(etcd=options["etcd"],  # type: ignore[arg-type]
+                                 data_center=str(options["data_center"]),
+                                 name=str(options["director_name"]))
         return NDirectorRole()
     if name == "vcenter":
         from pathlib import Path

@@ -262,6 +262,56 @@ class MappingTable:
             for m in self.mappings.values():
                 m.frozen = False
 
+    # a shared store (etcd mode) ----------------------------------------------------------------
+    def adopt(self, m: Mapping, now: float) -> MappingOutcome:
+        """A location decided in the shared store (by this or another nDirector) becomes the
+        mapping, as it is: its sequence number, NVE, origin and frozen flag. The candidates
+        stay what this nDirector's own NVEs report."""
+        cur = self.mappings.get(m.key)
+        if cur is None:
+            new = replace(m, moves=deque(), last_moved=now)
+            self.mappings[m.key] = new
+            self.stats.updates += 1
+            return MappingOutcome([Change("added", _snapshot(new))])
+        before = (cur.nve, cur.vtep, cur.ips, cur.seq, cur.state, cur.vm_id, cur.frozen)
+        if before == (m.nve, m.vtep, m.ips, m.seq, m.state, m.vm_id, m.frozen):
+            cur.time, cur.origin = m.time, m.origin
+            return MappingOutcome()
+        prev_nve, prev_vtep = cur.nve, cur.vtep
+        moved = cur.nve != m.nve
+        cur.nve, cur.vtep, cur.ips, cur.seq, cur.state = m.nve, m.vtep, m.ips, m.seq, m.state
+        cur.vm_id, cur.time, cur.origin, cur.frozen, cur.seeded = m.vm_id, m.time, m.origin, \
+            m.frozen, None
+        self.stats.updates += 1
+        if moved:
+            cur.last_moved = now
+            self._age(cur, now)
+            cur.moves.append((now, prev_nve))
+            return MappingOutcome([Change("moved", _snapshot(cur), prev_nve, prev_vtep)])
+        return MappingOutcome([Change("updated", _snapshot(cur))])
+
+    def best_candidate(self, vni: int, mac: str) -> Report | None:
+        """The report this nDirector's NVEs give for (vni, mac) that should be the location."""
+        return self._best(self.candidates.get((vni, mac), {}).values())
+
+    def forget(self, vni: int, mac: str) -> MappingOutcome:
+        """The shared store no longer has (vni, mac): the mapping goes (candidates stay)."""
+        cur = self.mappings.pop((vni, mac), None)
+        if cur is None:
+            return MappingOutcome()
+        self.stats.updates += 1
+        return MappingOutcome([Change("removed", _snapshot(cur))])
+
+    def release(self, vni: int, mac: str, now: float) -> MappingOutcome:
+        """The mapping points at an NVE that no longer reports the MAC (it went while this
+        nDirector did not watch): fall back to the best candidate, as a withdrawal would."""
+        cur = self.mappings.get((vni, mac))
+        if cur is None:
+            return MappingOutcome()
+        self.candidates.setdefault(cur.key, {}).setdefault(
+            cur.nve, Report(vni, mac, cur.nve, cur.vtep, cur.ips, cur.state, cur.vm_id, cur.time))
+        return self.withdraw(vni, mac, cur.nve, now)
+
     # decisions ------------------------------------------------------------------------------
     @staticmethod
     def _stale(cur: Mapping, r: Report) -> str | None:

@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nvo3.common.clock import iso
 from nvo3.common.mac import norm_mac
@@ -50,6 +50,10 @@ from nvo3.roles.ndirector.mapping_table import (
 )
 from nvo3.roles.ndirector.nve_client import AttachmentEvent, NveConfig
 from nvo3.roles.ndirector.nve_sessions import Endpoint, NveSession
+from nvo3.roles.ndirector.table_store import EmbeddedStore, TableStore
+
+if TYPE_CHECKING:
+    from nvo3.roles.ndirector.etcd_client import EtcdSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,17 @@ class NDirectorRole(Role):
     name = "ndirector"
     modules = (MODULE,)
 
-    def __init__(self) -> None:
+    def __init__(self, etcd: EtcdSettings | None = None, data_center: str = "",
+                 name: str = "") -> None:
         super().__init__()
         self.lock = threading.RLock()
         self.table = MappingTable()
+        self.store: TableStore = EmbeddedStore(self.table)
+        if etcd is not None:       # the shared table (etcd mode); imported only then
+            from nvo3.roles.ndirector.etcd_table import EtcdStore
+            self.store = EtcdStore(etcd, data_center, name, self.table,
+                                   local_nves=lambda: set(self.endpoints),
+                                   read_nves=lambda: self.read_once & set(self.endpoints))
         self.endpoints: dict[str, Endpoint] = {}
         self.sessions: dict[str, NveSession] = {}
         self.members_cfg: dict[int, set[str]] = {}
@@ -100,9 +111,11 @@ class NDirectorRole(Role):
         self._started_at = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="ndirector", daemon=True)
         self._thread.start()
+        self.store.start(self._queue.put)
 
     def stop(self) -> None:
         self._stop.set()
+        self.store.stop()
         self._queue.put(("wake",))
         for s in list(self.sessions.values()):
             s.stop(timeout=2.0)
@@ -177,6 +190,8 @@ class NDirectorRole(Role):
                                outcome="ok" if accepted else "failed")
 
     def _may_push(self) -> bool:
+        if not self.store.may_push():
+            return False
         if self._ready:
             return True
         enabled = {n for n, e in self.endpoints.items() if e.enabled}
@@ -209,7 +224,10 @@ class NDirectorRole(Role):
                     self._process(items, notes)
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + TICK_S
-                        self._apply_outcome(self.table.tick(time.monotonic()), set(), notes)
+                        ticked: set[Key] = set()
+                        self._apply_outcome(self.store.tick(time.monotonic()), ticked, notes)
+                        if ticked:      # an unfreeze that moved, a change stored late
+                            self._distribute(ticked, set(), set(), 0.0)
                         self._may_push()
             except Exception:
                 log.exception("ndirector: processing %d items failed", len(items))
@@ -260,6 +278,14 @@ class NDirectorRole(Role):
                 full |= set(self.sessions)
             elif kind == "note":
                 notes.append((item[1], item[2]))
+            elif kind == "store":
+                update = self.store.handle(item, now)
+                self._apply_outcome(update.outcome, keys, notes)
+                vnis |= update.vnis
+                if update.full:
+                    full |= set(self.sessions)
+                    for s in self.sessions.values():
+                        s.kick()
             elif kind == "state":
                 _, name, state, previous, reason = item
                 content: Tree = {"nve": name, "state": state, "previous-state": previous}
@@ -267,6 +293,18 @@ class NDirectorRole(Role):
                     content["reason"] = reason[:500]
                 notes.append(("nve-state-change", content))
         self._distribute(keys, vnis, full, t0)
+        if vnis or full:
+            self.store.publish_members(self._local_membership())
+
+    def _local_membership(self) -> dict[str, tuple[str, set[int]]]:
+        """Each NVE of this nDirector, its VTEP and the VNIs it is a member of."""
+        out: dict[str, tuple[str, set[int]]] = {n: (e.vtep, set())
+                                                 for n, e in self.endpoints.items()}
+        for vni, mem in self._members.items():
+            for n in mem:
+                if n in out:
+                    out[n][1].add(vni)
+        return out
 
     def _report_of(self, name: str, att: Tree, t: float | None) -> Report:
         return Report(int(att["vni"]), norm_mac(att["mac"]), name, self.endpoints[name].vtep,
@@ -291,9 +329,9 @@ class NDirectorRole(Role):
         key = (int(c["vni"]), norm_mac(c["mac"]))
         before = name in self.table.candidates.get(key, {})
         if ev.name == "attachment-removed":
-            out = self.table.withdraw(key[0], key[1], name, now)
+            out = self.store.withdraw(key[0], key[1], name, now)
         else:
-            out = self.table.report(self._report_of(name, c, ev.time), now)
+            out = self.store.report(self._report_of(name, c, ev.time), now)
         keys.add(key)
         if self._count(key, name, before):
             vnis.add(key[0])
@@ -312,7 +350,7 @@ class NDirectorRole(Role):
         vnis |= old_nets ^ config.networks
         reports = [self._report_of(name, a, None) for a in config.attachments]
         before = {r.key for r in self.table.local_to(name)}
-        out = self.table.snapshot(name, reports, now)
+        out = self.store.snapshot(name, reports, now)
         for key in before | {r.key for r in reports}:
             keys.add(key)
             if self._count(key, name, key in before):
@@ -484,7 +522,8 @@ class NDirectorRole(Role):
         t, out = session.tracker, _UNCHANGED
         for vni in vnis:
             mem = members[vni]
-            vteps = {self.endpoints[o].vtep for o in mem if o != name} if name in mem else set()
+            vteps = {self.endpoints[o].vtep for o in mem if o != name} | \
+                self.store.remote_vteps(vni) if name in mem else set()
             before = t.floods.get(vni, set())
             if t.set_flood(vni, vteps):
                 out = _INSTALLS if vteps - before else max(out, _CHANGED)
@@ -518,7 +557,10 @@ class NDirectorRole(Role):
         mac = norm_mac(given["mac"]) if given.get("mac") else None
         notes: list[tuple[str, Tree]] = []
         with self.lock:
-            cleared, out = self.table.clear_duplicates(time.monotonic(), vni, mac)
+            refusal = self.store.refusal()
+            if refusal is not None:
+                raise ApplyError(refusal, tag="operation-failed")
+            cleared, out = self.store.clear_duplicates(time.monotonic(), vni, mac)
             keys: set[Key] = set()
             self._apply_outcome(out, keys, notes)
             self._distribute(keys, set(), set(), 0.0)
@@ -575,7 +617,7 @@ class NDirectorRole(Role):
                 stats.update({"last-convergence-time": c["last"],
                               "average-convergence-time": c["sum"] // c["count"],
                               "max-convergence-time": c["max"]})
-            out: Tree = {"statistics": stats}
+            out: Tree = {"statistics": stats, "shared-store": self.store.state()}
             if nves:
                 out["nves"] = {"nve": nves}
             if nets:
