@@ -88,7 +88,7 @@ def _user(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from nvo3.demo import run_demo
-    return run_demo(json_output=args.json)
+    return run_demo(json_output=args.json, topology=args.topology)
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the demo (the README's main job)")
     demo.add_argument("--json", action="store_true", help="print the figures as JSON")
+    demo.add_argument("--topology", metavar="FILE",
+                      help="topology file (default nvo3/lab/topologies/federated.toml: one "
+                      "control plane over etcd; two-dc.toml: a single embedded nDirector)")
     demo.set_defaults(func=_demo)
 
     lab = sub.add_parser("lab", help="a whole overlay system in network namespaces")

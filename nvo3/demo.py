@@ -1,7 +1,9 @@
 """`nvo3 demo`: the README's main job — `nvo3 lab up`, `nvo3 lab demo`, `nvo3 lab down`.
 
-The lab is the default topology (nvo3/lab/topologies/two-dc.toml) under its own namespace
-prefix and its own state file, so a lab an operator has up is never touched. Whatever
+The lab is the federated topology (nvo3/lab/topologies/federated.toml: the two-dc hosts, a
+three-member etcd cluster and two nDirector replicas per data center forming one control
+plane; `--topology` picks another) under its own namespace prefix and its own state file, so
+a lab an operator has up is never touched. Whatever
 happens (a failed use case, an error, Ctrl-C, SIGTERM) the lab is taken down at the end.
 """
 
@@ -27,6 +29,9 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
+DEMO_TOPOLOGY = Path(__file__).resolve().parent / "lab" / "topologies" / "federated.toml"
+
+
 def run_demo(json_output: bool = False, topology: str | None = None) -> int:
     if logging.getLogger().level == logging.INFO:     # the CLI default: progress lines only
         logging.getLogger().setLevel(logging.WARNING)
@@ -37,8 +42,9 @@ def run_demo(json_output: bool = False, topology: str | None = None) -> int:
     t0 = time.perf_counter()
     try:
         if not json_output:
-            print("lab up: two data centers, four hosts, twelve daemons", flush=True)
-        up(topology, path, prefix=PREFIX, say=say)
+            print(f"lab up: {Path(topology or DEMO_TOPOLOGY).name}: two data centers, four "
+                  "hosts; their daemons, the etcd cluster and nDirectors", flush=True)
+        up(topology or DEMO_TOPOLOGY, path, prefix=PREFIX, say=say)
         if not json_output:
             print(f"lab up in {time.perf_counter() - t0:.1f} s", flush=True)
         return run_lab_demo(path, json_output=json_output)

@@ -257,7 +257,8 @@ class _Builder:
         for d in self.state.daemons:
             if d.role in MANAGING_ROLES:
                 with session(d) as c:
-                    install(d.state_dir, d.role, c, self.state.users, tenants)
+                    install(d.state_dir, d.role, c, self.state.users, tenants,
+                            {t.name: t.vni for t in self.topo.tenants})
         self.say("users on the vCenters and the nDirector: " + ", ".join(
             u.name for u in self.state.users) + " (NACM rules installed over NETCONF)")
 

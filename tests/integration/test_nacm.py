@@ -52,7 +52,12 @@ def vcenter_config(port: int) -> dict[str, Any]:
 def ndirector_config(port: int) -> dict[str, Any]:
     return {"ndirector": {"nves": {"nve": [
         {"name": "nve1", "address": "127.0.0.1", "port": port, "vtep-address": "198.18.0.1",
-         "username": "nd", "password": "nve-secret"}]}}}
+         "username": "nd", "password": "nve-secret"}]},
+        "networks": {"network": [{"vni": 10010, "tenant": "alice", "member-nve": ["nve1"]},
+                                 {"vni": 20020, "tenant": "bob", "member-nve": ["nve1"]}]}}}
+
+
+VNIS = {"alice": 10010, "bob": 20020}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,7 @@ def _daemon(tmp: Path, role: str, config: dict[str, Any], module: str,
     proc = start_role(role, state, extra_args=("--store-only",) if role == "ndirector" else ())
     with proc.connect() as admin:
         peer.merge_config(admin, module, config, target="running")
-        lab_users.install(state, role, admin, users, TENANTS)
+        lab_users.install(state, role, admin, users, TENANTS, VNIS)
     return proc
 
 
@@ -308,3 +313,14 @@ def test_no_password_in_the_logs(vcenter: RoleProcess, ndirector: RoleProcess,
         text = (proc.state_dir / "daemon.log").read_text(errors="replace")
         assert "session" in text                       # the log is the daemon's, and in use
         assert not [s for s in secrets if s in text], proc.role
+
+
+@pytest.mark.parametrize("name,seen", [("alice-admin", ["10010"]), ("bob-admin", ["20020"]),
+                                       ("operator", ["10010", "20020"])])
+def test_a_tenant_reads_its_own_network_only_on_the_ndirector(
+        ndirector: RoleProcess, users: list[LabUser], name: str, seen: list[str]) -> None:
+    with login(ndirector, users, name) as c:
+        reply = c.get_config(source="running")
+        assert sorted(texts(reply, ND_NS, "vni")) == seen
+        filtered = c.get(filter=("xpath", "//*[local-name()='network']"))
+        assert sorted(texts(filtered, ND_NS, "vni")) == seen

@@ -38,7 +38,14 @@ from nvo3.common.clock import iso
 from nvo3.common.mac import norm_mac
 from nvo3.common.names import NDIRECTOR
 from nvo3.common.tree import Tree, entries
-from nvo3.netconf.server.role_api import ApplyError, ConfigChange, Notifier, Role, RpcHandler
+from nvo3.netconf.server.role_api import (
+    AccessScope,
+    ApplyError,
+    ConfigChange,
+    Notifier,
+    Role,
+    RpcHandler,
+)
 from nvo3.roles.ndirector.audit import audit_mappings
 from nvo3.roles.ndirector.mapping_table import (
     ASSOCIATED,
@@ -530,6 +537,13 @@ class NDirectorRole(Role):
         return out
 
     # RPCs ----------------------------------------------------------------------------------
+    def access_scopes(self) -> dict[str, AccessScope]:
+        """A notification about one VNI's mappings reaches a subscriber only when NACM lets it
+        read that virtual network's entry (a tenant's operator sees its own VNIs' moves)."""
+        network = f"/{MODULE}:ndirector/networks/network[vni={{}}]"
+        return {f"{MODULE}:{name}": AccessScope("vni", network)
+                for name in ("mapping-changed", "duplicate-mac-detected")}
+
     def rpc_handlers(self) -> dict[str, RpcHandler]:
         return {f"{MODULE}:lookup": self._lookup,
                 f"{MODULE}:clear-duplicate-mac": self._clear,
