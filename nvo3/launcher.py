@@ -72,6 +72,22 @@ class RoleProcess:
             self.process.wait(10)
 
 
+def wait_ready_line(proc: subprocess.Popen[bytes], prefix: str, timeout: float) -> bytes | None:
+    """The first line of `proc`'s standard output that starts with `prefix`; None when the
+    process ends or `timeout` passes first (the process is then killed)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            line = proc.stdout.readline()
+            if line.startswith(prefix.encode()):
+                return line
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+    return None
+
+
 def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 0,
                username: str = "admin", password: str | None = None,
                ready_timeout: float = 30.0, log_file: Path | None = None,
@@ -97,19 +113,8 @@ def start_role(role: str, state_dir: Path, host: str = "127.0.0.1", port: int = 
                                 stdin=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 start_new_session=new_session)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + ready_timeout
-    line = b""
-    while time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            if line.startswith(READY.encode()):
-                break
-    if not line.startswith(READY.encode()):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    line = wait_ready_line(proc, READY, ready_timeout)
+    if line is None:
         tail = (state_dir / "daemon.log").read_text(errors="replace")[-2000:] \
             if log_file is None else ""
         raise RuntimeError(f"nvo3 serve {role} did not become ready:\n{tail}")

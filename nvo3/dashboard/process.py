@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from nvo3.launcher import wait_ready_line
 
 READY = "nvo3 dashboard ready: "
 
@@ -22,20 +22,11 @@ def start_dashboard(lab_state: Path, log_file: Path, listen: str = "127.0.0.1:0"
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.stdout is not None
-    deadline = time.monotonic() + ready_timeout
-    line = b""
-    while time.monotonic() < deadline and proc.poll() is None:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
-            line = proc.stdout.readline()
-            if line.startswith(READY.encode()):
-                break
-    if not line.startswith(READY.encode()):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    line = wait_ready_line(proc, READY, ready_timeout)
+    if line is None:
         tail = log_file.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the dashboard did not start:\n{tail}")
+    assert proc.stdout is not None
     proc.stdout.close()       # nothing more is printed there
     return proc.pid, line.decode().removeprefix(READY).split()[0]
 
