@@ -3,7 +3,8 @@
 - :class:`Admission` counts connections that have not authenticated yet (over
   `max_pending_auth`, or `max_pending_auth_per_source` from one address, a new one is closed
   at once) and authenticated sessions, in total and per
-  user (over `max_sessions` / `max_sessions_per_user` a login's session is refused).
+  user (over `max_sessions` / `max_sessions_per_user` a login's session is refused; a NACM
+  recovery user's sessions, the roles' own peers', are neither capped nor counted).
 - :class:`LoginDelays` makes each failed password cost a growing delay, per source address
   and user name: the connection that failed waits, no one else does.
 - :class:`AcceptBackoff` paces the accept loop when accept() fails for want of resources
@@ -38,6 +39,7 @@ class Admission:
         self.pending = 0
         self.pending_from: Counter[str] = Counter()
         self.sessions: Counter[str] = Counter()
+        self.exempt: Counter[str] = Counter()       # recovery users' sessions (not capped)
 
     def begin_auth(self, source: str) -> str | None:
         """Count a new unauthenticated connection from address `source`; None, or why it is
@@ -61,10 +63,17 @@ class Admission:
             if self.pending_from[source] <= 0:
                 del self.pending_from[source]
 
-    def begin_session(self, user: str) -> str | None:
-        """Count a session of `user`; None, or why it is refused (then not counted)."""
+    def begin_session(self, user: str, exempt: bool = False) -> str | None:
+        """Count a session of `user`; None, or why it is refused (then not counted).
+
+        `exempt`: a NACM recovery user's session (the roles' own peers log in as one: a
+        vCenter with hundreds of vServers has as many such sessions) is never refused and not
+        counted against the caps, which bound what users and attackers can take."""
         limits = self.limits
         with self._lock:
+            if exempt:
+                self.exempt[user] += 1
+                return None
             total = sum(self.sessions.values())
             if limits.max_sessions and total >= limits.max_sessions:
                 return f"{total} sessions open, the limit is {limits.max_sessions}"
@@ -75,12 +84,13 @@ class Admission:
             self.sessions[user] += 1
             return None
 
-    def end_session(self, user: str) -> None:
+    def end_session(self, user: str, exempt: bool = False) -> None:
         """A session counted by begin_session ended."""
         with self._lock:
-            self.sessions[user] -= 1
-            if self.sessions[user] <= 0:
-                del self.sessions[user]
+            counts = self.exempt if exempt else self.sessions
+            counts[user] -= 1
+            if counts[user] <= 0:
+                del counts[user]
 
 
 class LoginDelays:

@@ -328,7 +328,8 @@ class SshServer:
             return
         pending.clear()
         self.admission.end_auth(peer[0])
-        refused = self.admission.begin_session(iface.username)
+        exempt = self.users.identity(iface.username).recovery
+        refused = self.admission.begin_session(iface.username, exempt)
         if refused is not None:
             slog.warning("session refused: %s", refused)
             return
@@ -337,7 +338,7 @@ class SshServer:
             run_session(channel, self.factory, iface.username, peer, self.hello_timeout,
                         on_sink=lambda sink: self._track(sink, sinks), limits=self.limits)
         finally:
-            self.admission.end_session(iface.username)
+            self.admission.end_session(iface.username, exempt)
             with self._lock:
                 self._sinks.difference_update(sinks)
 

@@ -34,6 +34,19 @@ def test_session_caps_total_and_per_user() -> None:
     assert admission.begin_session("bob") is None
 
 
+
+def test_recovery_users_sessions_are_neither_capped_nor_counted() -> None:
+    admission = Admission(ServerLimits(max_sessions=2, max_sessions_per_user=1))
+    for _ in range(200):                     # e.g. 200 vServers reporting to one vCenter
+        assert admission.begin_session("admin", exempt=True) is None
+    assert admission.begin_session("alice") is None
+    assert admission.begin_session("alice") == "user alice has 1 sessions open, the limit is 1"
+    assert admission.begin_session("bob") is None
+    assert admission.begin_session("carol") == "2 sessions open, the limit is 2"
+    admission.end_session("admin", exempt=True)
+    assert admission.exempt["admin"] == 199 and sum(admission.sessions.values()) == 2
+
+
 class FakeTime:
     """A clock that sleeping advances (or not, for parallel connections)."""
 
