@@ -10,12 +10,14 @@ nothing about nvo3's packaging. The tests check that nvo3 itself is imported fro
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import site
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,6 +157,12 @@ def test_the_installed_lab_comes_up_and_the_verbs_work(installed: Installed,
     try:
         up = installed.run("--log-level", "WARNING", "lab", "up", "--prefix", prefix, env=env)
         assert up.returncode == 0, up.stdout + up.stderr
+        # the dashboard `lab up` started serves its templates and assets from the wheel
+        url = json.loads((tmp_path / "lab.json").read_text())["dashboard_url"]
+        assert url, up.stdout
+        for page, expect in (("/login", b"<form"), ("/static/dashboard.css", b"{")):
+            with urllib.request.urlopen(url.rstrip("/") + page, timeout=10) as answer:
+                assert answer.status == 200 and expect in answer.read(), page
         created = installed.run("vm", "create", "wheel1", "-t", "alice", "--ip", "198.19.10.77",
                                 env=env)
         assert created.returncode == 0, created.stdout + created.stderr
