@@ -25,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         limits = from_args(args)
     except ValueError as exc:
         return _fail(str(exc))
-    from nvo3.observability.http import MetricsAddress
+    from nvo3.observability.address import MetricsAddress
     try:
         metrics = MetricsAddress.parse(args.metrics) if args.metrics else None
     except ValueError as exc:

@@ -13,7 +13,7 @@ from nvo3.netconf.limits import ServerLimits
 from nvo3.netconf.server.engine import NetconfServer
 from nvo3.netconf.ssh.listener import SshServer, host_key_line
 from nvo3.netconf.ssh.users import UserStore
-from nvo3.observability.http import MetricsAddress
+from nvo3.observability.address import MetricsAddress
 from nvo3.observability.wiring import Observability
 from nvo3.roles import make_role
 

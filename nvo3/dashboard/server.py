@@ -15,9 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from waitress import create_server
-
-from nvo3.dashboard.app import create_app
 from nvo3.dashboard.sessions import SessionStore
 from nvo3.dashboard.targets import Targets, TargetsError, from_file, from_lab
 
@@ -61,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TargetsError) as exc:
         print(f"nvo3: error: {exc}", file=sys.stderr)
         return 2
+    # imported here, not at the top: every `nvo3` command builds this parser, and a role
+    # daemon should not carry Flask, Jinja and waitress (about 10 MB) it never uses
+    from waitress import create_server
+
+    from nvo3.dashboard.app import create_app
     store = SessionStore(idle_s=args.idle_timeout)
     app = create_app(targets, store)
     try:

@@ -9,36 +9,16 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from nvo3.observability.address import MetricsAddress
 from nvo3.observability.health import Health
 
 StartResponse = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class MetricsAddress:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> MetricsAddress:
-        """HOST:PORT, [IPv6]:PORT, :PORT or PORT (127.0.0.1 when no host is given)."""
-        host, port = "", text
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            port = rest[1:] if rest.startswith(":") else ""
-        elif ":" in text:
-            host, _, port = text.rpartition(":")
-        if not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"bad --metrics {text!r}: expected HOST:PORT, :PORT or PORT "
-                             "(port 0..65535)")
-        return cls(host or "127.0.0.1", int(port))
 
 
 class _Server(ThreadingMixIn, WSGIServer):

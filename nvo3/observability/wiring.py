@@ -10,14 +10,15 @@ from lxml import etree
 
 from nvo3.netconf.server.monitoring import SessionInfo
 from nvo3.netconf.server.observer import EngineObserver
+from nvo3.observability.address import MetricsAddress
 from nvo3.observability.audit import AuditObserver
 from nvo3.observability.health import Health
-from nvo3.observability.http import MetricsAddress, MetricsServer
-from nvo3.observability.metrics import DaemonMetrics
 
 if TYPE_CHECKING:
     from nvo3.netconf.server.engine import NetconfServer
     from nvo3.netconf.ssh.listener import SshServer
+    from nvo3.observability.http import MetricsServer
+    from nvo3.observability.metrics import DaemonMetrics
 
 
 class Both(EngineObserver):
@@ -60,6 +61,9 @@ class Observability:
         if metrics is None:
             engine.observer = audit
             return
+        # imported only when metrics are on: prometheus_client costs a daemon about 9 MB
+        from nvo3.observability.http import MetricsServer
+        from nvo3.observability.metrics import DaemonMetrics
         self.metrics = m = DaemonMetrics(engine)
         engine.observer = Both(audit, m)
         engine.role.telemetry = m

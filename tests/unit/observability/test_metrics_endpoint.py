@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).parents[1] / "netconf/server"))
 from engine_harness import NS, Client, make_server, ok
 
+from nvo3.observability.address import MetricsAddress
 from nvo3.observability.health import Health
-from nvo3.observability.http import MetricsAddress, MetricsServer
+from nvo3.observability.http import MetricsServer
 from nvo3.observability.metrics import DaemonMetrics, vcenter_kind
 
 
