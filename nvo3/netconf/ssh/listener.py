@@ -313,7 +313,10 @@ class SshServer:
         assert self.host_key is not None
         transport.add_server_key(self.host_key)
         algorithms.restrict(transport)
-        transport.banner_timeout = transport.handshake_timeout = self.auth_timeout
+        # paramiko's own timeouts a second later than ours: our deadline is what ends a
+        # connection that does not log in, so its admission slot is free before the client
+        # sees the close (paramiko would close the socket first, from its own thread)
+        transport.banner_timeout = transport.handshake_timeout = self.auth_timeout + 1
         iface = _Interface(self.users, slog, self.login_delays)
         transport.start_server(server=iface)
         deadline = time.monotonic() + self.auth_timeout
