@@ -118,8 +118,7 @@ def _units(schema: Schema, parent: etree._Element, parent_info: NodeInfo | None,
         if not isinstance(child.tag, str):
             continue
         q = etree.QName(child)
-        info = schema.top_node(q.namespace, q.localname) if parent_info is None \
-            else parent_info.child(q.namespace, q.localname)
+        info = schema.child_of(parent_info, q.namespace, q.localname)
         if info is None:
             continue
         here = f"{path}/{_entry_step(parent_info, info, child)}"

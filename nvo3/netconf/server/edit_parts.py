@@ -37,8 +37,7 @@ def parts(schema: Schema, config: etree._Element) -> Iterator[etree._Element]:
         for child in node:
             if not isinstance(child.tag, str):
                 continue
-            sub = schema.top_node(namespace(child), local_name(child)) if info is None \
-                else info.child(namespace(child), local_name(child))
+            sub = schema.child_of(info, namespace(child), local_name(child))
             has_op = child.get(_OPERATION) is not None or child.get("operation") is not None
             if sub is not None and sub.kind == "container" and len(child) and not has_op:
                 yield from walk(child, sub, [*chain, child])

@@ -280,8 +280,7 @@ class Nacm:
                pinfo: NodeInfo | None, spath: SchemaPath, steps: Path) -> None:
         qn = etree.QName(el)
         ns = qn.namespace or ""
-        info = self.schema.top_node(ns, qn.localname) if pinfo is None \
-            else pinfo.child(ns, qn.localname)
+        info = self.schema.child_of(pinfo, ns, qn.localname)
         if info is None:
             return
         here = (*spath, (info.namespace, info.name))
@@ -320,8 +319,7 @@ class Nacm:
               inherited: dict[str, bool] | None, target: libyang.DNode | None) -> None:
         qn = etree.QName(el)
         ns = qn.namespace or (pinfo.namespace if pinfo else "")
-        info = self.schema.top_node(ns, qn.localname) if pinfo is None \
-            else pinfo.child(ns, qn.localname)
+        info = self.schema.child_of(pinfo, ns, qn.localname)
         if info is None:
             return                          # not in the schema: validation refuses it
         op = el.get(_OP_ATTR) or el.get("operation") or inherited_op
@@ -555,8 +553,7 @@ def _children_by_key(el: etree._Element | None, pinfo: NodeInfo | None, schema: 
         if not isinstance(child.tag, str):
             continue
         qn = etree.QName(child)
-        info = schema.top_node(qn.namespace, qn.localname) if pinfo is None \
-            else pinfo.child(qn.namespace, qn.localname)
+        info = schema.child_of(pinfo, qn.namespace, qn.localname)
         if info is None:
             continue
         out[(child.tag, _keys(child, info))] = (child, info)

@@ -177,6 +177,11 @@ class Schema:
         candidates = self.top_by_name.get(name, [])
         return candidates[0] if len(candidates) == 1 else None
 
+    def child_of(self, parent: NodeInfo | None, namespace: str | None,
+                 name: str) -> NodeInfo | None:
+        """The data node `name` under `parent`, or a top-level one when `parent` is None."""
+        return self.top_node(namespace, name) if parent is None else parent.child(namespace, name)
+
     def node_for(self, element: etree._Element) -> NodeInfo | None:
         """The schema node of an element in a <data> tree (found through its ancestors)."""
         chain = []
@@ -187,8 +192,7 @@ class Schema:
         info: NodeInfo | None = None
         for el in reversed(chain):
             qn = etree.QName(el)
-            info = self.top_node(qn.namespace, qn.localname) if info is None \
-                else info.child(qn.namespace, qn.localname)
+            info = self.child_of(info, qn.namespace, qn.localname)
             if info is None:
                 return None
         return info
